@@ -1,0 +1,79 @@
+"""The ``unitdissect`` command line: parse, dispatch to one function per command, report errors.
+
+Each subcommand lives in its own module with ``register(subparsers)`` (cheap: no heavy imports)
+and ``run(args) -> int`` (imports what it needs). User mistakes raise ``UnitDissectError``
+subclasses; only this module turns them into a one-line message and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Sequence
+
+from .. import __version__
+from ..errors import UnitDissectError
+
+#: Subcommand modules, in the order ``--help`` lists them.
+COMMANDS = ("build", "dataset", "layers", "dissect", "ablate", "gan", "render", "serve",
+            "archive", "verify", "demo")
+
+EXIT_USER_ERROR = 2
+
+
+def _available_commands() -> list:
+    modules = []
+    for name in COMMANDS:
+        try:
+            modules.append(importlib.import_module(f"{__name__}.{name}"))
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise  # a real missing dependency, not an unimplemented command
+    return modules
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="unitdissect",
+        description="Find out what the units of a vision network do, and publish the answer "
+                    "as a static website. With no command, builds the demo site.")
+    parser.add_argument("--version", action="version", version=f"unitdissect {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _available_commands():
+        module.register(sub)
+    return parser
+
+
+def _error(message: str, hint: str | None = None) -> None:
+    red, reset = ("\033[31m", "\033[0m") if sys.stderr.isatty() else ("", "")
+    print(f"{red}unitdissect: error:{reset} {message}", file=sys.stderr)
+    if hint:
+        print(f"  hint: {hint}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=os.environ.get("UNITDISSECT_LOG", "WARNING"),
+                        format="%(levelname)s %(name)s: %(message)s")
+    parser = make_parser()
+    if not any(a in parser._subparsers._group_actions[0].choices for a in argv) and \
+            not any(a in ("-h", "--help", "--version") for a in argv):
+        argv = ["build", *argv]  # no command: the main job, `unitdissect build`
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except UnitDissectError as e:
+        if args.debug:
+            raise
+        _error(str(e), getattr(e, "hint", None))
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        _error("interrupted; rerun the same command to resume")
+        return 130
