@@ -1,0 +1,359 @@
+"""A Broden release directory (NetDissect's ``broden1_224`` / ``_227`` / ``_384``) as a source.
+
+The layout, as NetDissect and NetDissect-Lite read it::
+
+    index.csv        image,split,ih,iw,sh,sw,color,object,part,material,scene,texture
+    label.csv        number,name,category,frequency,coverage,syns
+    category.csv     name,first,last,count,frequency             (optional here)
+    c_<category>.csv code,number,name,frequency,coverage         (optional here)
+    images/...       the images and the mask PNGs, paths relative to images/
+
+Pixel columns (color, object, part, material) hold semicolon-separated mask PNG paths, several
+layers allowed (``..._part_1.png;..._part_2.png``); a bare number there means "this label over
+the whole image". Image columns (scene, texture) hold semicolon-separated label numbers. A mask
+pixel's label is ``R + 256 * G``: a global ``label.csv`` number, 0 = none.
+
+Categories: a label number may belong to several categories (``fabric`` is ``material(36);
+object(3)``). A label in a column's masks counts for that column's category, and it must be
+listed for that category: by ``c_<category>.csv`` when the file exists, else by the
+``category`` field of ``label.csv``. Each (number, category) pair is one local concept: the
+pair of the label's main category (the largest count in ``label.csv``) keeps the label number
+as its code; the others get codes above the largest label number.
+
+Names: Broden marks some names with a category suffix (``street-s`` scenes, ``red-c`` colors;
+``-t`` textures and ``-m`` materials are stripped too). The suffix matching the concept's category
+is removed and the original name kept as a synonym, with ``label.csv``'s ``syns``.
+
+Colors: the ``color`` column is ignored by default, because the builder names the colors of
+every source's pixels itself, one way for all sources. ``BrodenSource(path, colors=True)``
+reads Broden's own color masks and color concepts (to inspect or compare them).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ...errors import BadSampleError, DatasetError
+from ...fingerprint import fingerprint
+from .base import CATEGORIES, IMAGE_CATEGORIES, PIXEL_CATEGORIES, SourceConcept, SourceSample
+
+__all__ = ["BrodenSource", "decode_label_png", "read_label_array", "read_rgb_image",
+           "strip_suffix"]
+
+#: Bumped whenever the way samples are read changes (it enters the fingerprint).
+READER_VERSION = 1
+
+#: The category suffixes of Broden's names; only the one matching a concept's category is removed.
+CATEGORY_SUFFIXES = {"scene": "-s", "color": "-c", "texture": "-t", "material": "-m"}
+
+_META_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")
+_CATEGORY_FIELD = re.compile(r"^\s*([^()]+?)\s*\(\s*(\d*)\s*\)\s*$")
+_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def strip_suffix(name: str, category: str) -> str:
+    """``name`` without Broden's suffix for ``category`` (``street-s`` -> ``street``)."""
+    suffix = CATEGORY_SUFFIXES.get(category)
+    if suffix and name.endswith(suffix) and len(name) > len(suffix):
+        return name[: -len(suffix)]
+    return name
+
+
+def _load_image(source: Path | bytes, where: str | Path | None, what: str) -> Image.Image:
+    """Open and fully decode an image file or encoded bytes; BadSampleError if unusable."""
+    where = where if where is not None else source
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray))
+                           else source)
+        image.load()
+        return image
+    except FileNotFoundError:
+        raise BadSampleError(f"{where}: {what} file does not exist") from None
+    except _IMAGE_ERRORS as e:
+        raise BadSampleError(f"{where}: unreadable {what} ({e})") from None
+
+
+def read_rgb_image(source: Path | bytes, where: str | Path | None = None) -> np.ndarray:
+    """Read an image file (or its bytes) as HxWx3 uint8 RGB; BadSampleError if unusable."""
+    image = _load_image(source, where, "image")
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
+
+
+def read_label_array(source: Path | bytes, where: str | Path | None = None) -> np.ndarray:
+    """Read a label image as stored: HxW for gray / 16-bit PNGs, HxWx3 (or x4) for color ones."""
+    image = _load_image(source, where, "mask")
+    if image.mode not in ("RGB", "RGBA", "L", "I", "I;16", "I;16B", "I;16L"):
+        image = image.convert("RGB")
+    return np.asarray(image)
+
+
+def decode_label_png(source: Path | bytes, where: str | Path | None = None) -> np.ndarray:
+    """Read a label image as int32 labels: ``R + 256 * G`` for color ones, the value for gray."""
+    array = read_label_array(source, where)
+    if array.ndim == 3:
+        return array[..., 0].astype(np.int32) | (array[..., 1].astype(np.int32) << 8)
+    return array.astype(np.int32)
+
+
+@dataclass(frozen=True)
+class _Label:
+    number: int
+    name: str
+    counts: dict[str, int]  # category -> count, from label.csv's category field
+    synonyms: tuple[str, ...]
+
+
+@dataclass
+class _Table:
+    """Everything parsed from the csv files (rebuilt after unpickling)."""
+
+    columns: list[str]  # index.csv header
+    rows: list[list[str]]
+    labels: dict[int, _Label]
+    concepts: list[SourceConcept]
+    luts: dict[str, np.ndarray]  # category -> int32 [max_number + 1]: number -> local code
+    dtype: type  # of label maps: uint16 unless codes exceed it
+
+
+def _read_csv(path: Path, required: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            rows = [r for r in reader if r]
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not a readable csv file ({e})") from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)} "
+                           f"(header: {','.join(header)})")
+    return header, rows
+
+
+def _parse_category_field(text: str, where: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in text.split(";"))):
+        m = _CATEGORY_FIELD.match(item)
+        if m:
+            counts[m.group(1)] = int(m.group(2) or 0)
+        elif "(" not in item and ")" not in item:
+            counts[item] = 0
+        else:
+            raise DatasetError(f"{where}: bad category field {text!r} (expected e.g. object(12))")
+    return counts
+
+
+def _read_labels(path: Path) -> dict[int, _Label]:
+    header, rows = _read_csv(path, ("number", "name"))
+    col = {h: i for i, h in enumerate(header)}
+    labels: dict[int, _Label] = {}
+    for line, r in enumerate(rows, start=2):
+        r = r + [""] * (len(header) - len(r))
+        try:
+            number = int(r[col["number"]])
+        except ValueError:
+            raise DatasetError(f"{path}:{line}: label number {r[col['number']]!r} "
+                               "is not an integer") from None
+        if number < 0:
+            raise DatasetError(f"{path}:{line}: negative label number {number}")
+        if number == 0:
+            continue  # 0 is "no label" in every mask
+        counts = (_parse_category_field(r[col["category"]], f"{path}:{line}")
+                  if "category" in col else {})
+        syns = tuple(s.strip() for s in r[col["syns"]].split(";")
+                     if s.strip()) if "syns" in col else ()
+        labels[number] = _Label(number, r[col["name"]].strip(), counts, syns)
+    return labels
+
+
+def _category_members(root: Path, category: str, labels: dict[int, _Label]) -> set[int]:
+    """Label numbers of ``category``: from c_<category>.csv if present, else from label.csv."""
+    path = root / f"c_{category}.csv"
+    if not path.is_file():
+        return {n for n, lab in labels.items() if category in lab.counts}
+    header, rows = _read_csv(path, ("number",))
+    i = header.index("number")
+    members = set()
+    for line, r in enumerate(rows, start=2):
+        try:
+            number = int(r[i])
+        except (ValueError, IndexError):
+            raise DatasetError(f"{path}:{line}: label number is not an integer") from None
+        if number == 0:
+            continue
+        if number not in labels:
+            raise DatasetError(f"{path}:{line}: label {number} is not in label.csv")
+        members.add(number)
+    return members
+
+
+def _build_vocabulary(root: Path, categories: Sequence[str], labels: dict[int, _Label]
+                      ) -> tuple[list[SourceConcept], dict[str, np.ndarray], type]:
+    """Local concepts, one per (label number, category), and per-category lookup tables."""
+    members = {c: _category_members(root, c, labels) for c in categories}
+    owners: dict[int, list[str]] = {}
+    for cat in categories:
+        for n in members[cat]:
+            owners.setdefault(n, []).append(cat)
+    max_number = max(labels, default=0)
+    luts = {c: np.zeros(max_number + 1, dtype=np.int32) for c in categories}
+    concepts: list[SourceConcept] = []
+    next_code = max_number + 1
+    for n in sorted(owners):
+        label = labels[n]
+        cats = sorted(owners[n], key=lambda c: (-label.counts.get(c, 0), CATEGORIES.index(c)))
+        for rank, cat in enumerate(cats):
+            if rank == 0:
+                code = n
+            else:
+                code, next_code = next_code, next_code + 1
+            name = strip_suffix(label.name, cat)
+            synonyms = tuple(dict.fromkeys(
+                s for s in ((label.name,) if name != label.name else ()) + label.synonyms
+                if s != name))
+            concepts.append(SourceConcept(code, name, cat, synonyms))
+            luts[cat][n] = code
+    concepts.sort(key=lambda c: c.code)
+    dtype = np.uint16 if next_code <= np.iinfo(np.uint16).max + 1 else np.int32
+    return concepts, luts, dtype
+
+
+class BrodenSource:
+    """A Broden release directory; see the module docstring for the layout and the rules."""
+
+    name = "broden"
+
+    def __init__(self, path: str | Path, colors: bool = False) -> None:
+        self.root = Path(path).expanduser()
+        self.colors = bool(colors)
+        self._table: _Table | None = None
+        self._load()  # fail early on a missing or malformed directory
+
+    # -- loading ----------------------------------------------------------------------
+    def _load(self) -> _Table:
+        if self._table is not None:
+            return self._table
+        if not self.root.is_dir():
+            raise DatasetError(f"Broden directory not found: {self.root}")
+        index = self.root / "index.csv"
+        if not index.is_file():
+            raise DatasetError(f"{self.root}: not a Broden directory (no index.csv)")
+        if not (self.root / "label.csv").is_file():
+            raise DatasetError(f"{self.root}: not a Broden directory (no label.csv)")
+        columns, rows = _read_csv(index, ("image",))
+        labels = _read_labels(self.root / "label.csv")
+        categories = [c for c in CATEGORIES if c in columns and (self.colors or c != "color")]
+        concepts, luts, dtype = _build_vocabulary(self.root, categories, labels)
+        self._table = _Table(columns, rows, labels, concepts, luts, dtype)
+        return self._table
+
+    def __getstate__(self) -> dict:
+        # workers re-read the csv files instead of receiving the whole index in every pickle
+        return {"root": self.root, "colors": self.colors}
+
+    def __setstate__(self, state: dict) -> None:
+        self.root, self.colors, self._table = state["root"], state["colors"], None
+
+    # -- the Source protocol ----------------------------------------------------------
+    def concepts(self) -> Sequence[SourceConcept]:
+        """One concept per (label number, category) of the directory's categories."""
+        return list(self._load().concepts)
+
+    def __len__(self) -> int:
+        """The number of rows of index.csv."""
+        return len(self._load().rows)
+
+    def fingerprint(self) -> str:
+        """Path, options, and size + mtime of every csv file of the directory."""
+        stats = []
+        for p in sorted(self.root.glob("*.csv")):
+            st = p.stat()
+            stats.append((p.name, st.st_size, st.st_mtime_ns))
+        return fingerprint("broden", READER_VERSION, str(self.root.resolve()), self.colors,
+                           stats)
+
+    def sample(self, index: int) -> SourceSample:
+        """Read row ``index`` of index.csv: its image, masks and image-level labels."""
+        table = self._load()
+        if not 0 <= index < len(table.rows):
+            raise IndexError(f"broden sample {index} out of range 0..{len(table.rows) - 1}")
+        row = dict(zip(table.columns, table.rows[index]))
+        where = f"{self.root / 'index.csv'} row {index + 2}"
+        image_path = self._path(row["image"], where)
+        image = read_rgb_image(image_path)
+        sh, sw = self._int(row, "sh", where), self._int(row, "sw", where)
+        pixel: dict[str, list[np.ndarray]] = {}
+        image_labels: dict[str, list[int]] = {}
+        for cat in table.luts:
+            entries = [e.strip() for e in row.get(cat, "").split(";") if e.strip()]
+            if not entries:
+                continue
+            if cat in IMAGE_CATEGORIES:
+                image_labels[cat] = [self._image_label(e, cat, where) for e in entries]
+            elif cat in PIXEL_CATEGORIES:
+                shape = (sh or image.shape[0], sw or image.shape[1])
+                pixel[cat] = [self._layer(e, cat, shape, (sh, sw), where) for e in entries]
+        image_id = str(PurePosixPath(row["image"]).with_suffix(""))
+        return SourceSample(id=image_id, image=image, pixel=pixel, image_labels=image_labels,
+                            split=row.get("split", "").strip() or None)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _path(self, entry: str, where: str) -> Path:
+        rel = PurePosixPath(entry.strip().replace("\\", "/"))
+        if not entry.strip() or rel.is_absolute() or ".." in rel.parts:
+            raise BadSampleError(f"{where}: bad file path {entry!r}")
+        return self.root / "images" / rel
+
+    @staticmethod
+    def _int(row: dict, key: str, where: str) -> int | None:
+        text = row.get(key, "").strip()
+        if not text:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise BadSampleError(f"{where}: {key} {text!r} is not an integer") from None
+
+    def _codes(self, numbers: np.ndarray, cat: str, where: str) -> np.ndarray:
+        """Map label numbers to local codes of ``cat``; BadSampleError on an unknown one."""
+        table = self._table
+        lut = table.luts[cat]
+        too_big = numbers >= len(lut)
+        mapped = lut[np.where(too_big, 0, numbers)]
+        bad = ((mapped == 0) & (numbers != 0)) | too_big | (numbers < 0)
+        if bad.any():
+            n = int(numbers[bad].flat[0])
+            if n not in table.labels:
+                raise BadSampleError(f"{where}: label {n} is missing from label.csv")
+            raise BadSampleError(f"{where}: label {n} ({table.labels[n].name}) is not "
+                                 f"listed in the {cat} category")
+        return mapped
+
+    def _image_label(self, entry: str, cat: str, where: str) -> int:
+        if not entry.isdigit():
+            raise BadSampleError(f"{where}: {cat} holds {entry!r}, expected label numbers")
+        return int(self._codes(np.array([int(entry)]), cat, where)[0])
+
+    def _layer(self, entry: str, cat: str, shape: tuple[int, int],
+               expected: tuple[int | None, int | None], where: str) -> np.ndarray:
+        dtype = self._table.dtype
+        if entry.isdigit():  # a label covering the whole image
+            code = self._codes(np.array([int(entry)]), cat, where)[0]
+            return np.full(shape, code, dtype=dtype)
+        labels = decode_label_png(self._path(entry, where))
+        sh, sw = expected
+        if (sh is not None and labels.shape[0] != sh) or (sw is not None and
+                                                           labels.shape[1] != sw):
+            raise BadSampleError(f"{where}: {cat} mask {entry} is {labels.shape[1]}x"
+                                 f"{labels.shape[0]}, index.csv says {sw}x{sh}")
+        return self._codes(labels, cat, where).astype(dtype, copy=False)
