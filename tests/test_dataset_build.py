@@ -120,11 +120,11 @@ def test_interrupted_build_resumes_from_finished_shards(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = build._build_shard
 
-    def flaky(job, *rest):
+    def flaky(job):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(job, *rest)
+        return real(job)
 
     monkeypatch.setattr(build, "_build_shard", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -170,3 +170,15 @@ def test_vocabulary_merges_synonyms_and_suffixes():
 def test_not_a_dataset(tmp_path):
     with pytest.raises(DatasetError, match="probe.json"):
         ProbeSet(tmp_path)
+
+
+def test_parallel_build_equals_serial(tmp_path):
+    serial = ProbeSet(build_dataset([FakeSource(n=14, bad=True)], tmp_path / "a", opts(),
+                                    progress=False).path)
+    parallel = ProbeSet(build_dataset([FakeSource(n=14, bad=True)], tmp_path / "b",
+                                      opts(workers=2), progress=False).path)
+    assert serial.column("id") == parallel.column("id")
+    assert serial.info["skipped"] == parallel.info["skipped"]
+    for i in range(len(serial)):
+        a, b = serial.annotations(i), parallel.annotations(i)
+        assert (a.image == b.image).all() and (a.pixel["object"][0] == b.pixel["object"][0]).all()

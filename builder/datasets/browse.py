@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import ConfigError
+from .colornames import COLOR_NAMES, FOCAL_RGB
 from .probe import ProbeSet
 
 
@@ -58,6 +59,9 @@ def render_sample(probe: ProbeSet, index: int, scale: int = 2) -> Image.Image:
     sample = probe.annotations(index)
     names = {c.id: c.name for c in probe.concepts}
     palette = _palette(probe.num_columns)
+    for c in probe.concepts:  # color concepts are drawn in their own color
+        if c.category == "color" and c.name in COLOR_NAMES:
+            palette[c.id] = FOCAL_RGB[c.name]
     side = probe.image_size * scale
     panels: list[tuple[str, Image.Image, list[int]]] = [
         ("image", Image.fromarray(sample.image).resize((side, side), Image.Resampling.NEAREST),

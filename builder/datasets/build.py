@@ -206,42 +206,67 @@ class _ShardJob:
     path: Path
 
 
-def _build_shard(job: _ShardJob, sources: Sequence[Source], offsets: np.ndarray,
-                 vocab: Vocabulary, options: BuildOptions, pixel_categories: list[str],
-                 image_categories: list[str]) -> list[dict]:
+# What every shard job shares, set once per worker process (sources can be large to pickle).
+_SHARED: dict = {}
+
+
+def _init_worker(shared: dict) -> None:
+    _SHARED.clear()
+    _SHARED.update(shared)
+
+
+def _load(source: Source, indices: list[int], batch: int = 16):
+    """Yield (index, sample or BadSampleError); batched when the source can (segmenters)."""
+    if hasattr(source, "samples"):
+        for a in range(0, len(indices), batch):
+            chunk = indices[a:a + batch]
+            yield from zip(chunk, source.samples(chunk))
+        return
+    for i in indices:
+        try:
+            yield i, source.sample(i)
+        except BadSampleError as e:
+            yield i, e
+
+
+def _build_shard(job: _ShardJob) -> list[dict]:
     """Build and save one shard of rows; return the samples it skipped."""
     import datasets
 
     datasets.disable_progress_bars()  # the builder shows its own progress
+    sources, offsets, vocab = _SHARED["sources"], _SHARED["offsets"], _SHARED["vocab"]
+    options, pixel_cats, image_cats = (_SHARED["options"], _SHARED["pixel_cats"],
+                                       _SHARED["image_cats"])
     rows, skipped = [], []
-    for index in range(job.start, job.stop):
-        s = int(np.searchsorted(offsets, index, side="right") - 1)
-        source = sources[s]
-        try:
-            sample = source.sample(index - int(offsets[s]))
-            rows.append(process_sample(sample, source.name, vocab.luts[s], vocab.color_lut,
-                                       options, pixel_categories, image_categories))
-        except BadSampleError as e:
-            if options.strict:
-                raise
-            skipped.append({"source": source.name, "index": index - int(offsets[s]),
-                            "reason": str(e)})
+    first = int(np.searchsorted(offsets, job.start, side="right") - 1)
+    last = int(np.searchsorted(offsets, job.stop - 1, side="right") - 1)
+    for s in range(first, last + 1):
+        source, base = sources[s], int(offsets[s])
+        local = list(range(max(job.start, base) - base, min(job.stop, int(offsets[s + 1])) - base))
+        for index, sample in _load(source, local):
+            try:
+                if isinstance(sample, BadSampleError):
+                    raise sample
+                rows.append(process_sample(sample, source.name, vocab.luts[s],
+                                           vocab.color_lut, options, pixel_cats, image_cats))
+            except BadSampleError as e:
+                if options.strict:
+                    raise
+                skipped.append({"source": source.name, "index": index, "reason": str(e)})
     partial = job.path.with_name(job.path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    features = _features(pixel_categories, image_categories)
-    ds = datasets.Dataset.from_list(rows, features=features) if rows else None
     partial.mkdir(parents=True)
-    if ds is not None:
-        ds.save_to_disk(str(partial / "rows"))
+    if rows:
+        features = _features(pixel_cats, image_cats)
+        datasets.Dataset.from_list(rows, features=features).save_to_disk(str(partial / "rows"))
     (partial / "skipped.json").write_text(json.dumps(skipped))
     os.replace(partial, job.path)
     return skipped
 
 
-def _run_shard(args) -> tuple[int, int, list[dict]]:
-    job, *rest = args
-    skipped = _build_shard(job, *rest)
-    return job.shard, job.stop - job.start, skipped
+def _run_shard(job: _ShardJob) -> int:
+    _build_shard(job)
+    return job.stop - job.start
 
 
 def _pool_context():
@@ -323,14 +348,16 @@ def build_dataset(sources: Sequence[Source], out: Path | str | None = None,
     workers = options.workers or min(os.cpu_count() or 1, 8)
     bar = tqdm(total=total, initial=total - sum(j.stop - j.start for j in todo), unit="img",
                desc="building dataset", disable=not progress)
-    args = [(j, sources, offsets, vocab, options, pixel_cats, image_cats) for j in todo]
+    shared = dict(sources=list(sources), offsets=offsets, vocab=vocab, options=options,
+                  pixel_cats=pixel_cats, image_cats=image_cats)
     if workers > 1 and len(todo) > 1:
-        with _pool_context().Pool(min(workers, len(todo))) as pool:
-            for _, n, _ in pool.imap_unordered(_run_shard, args):
+        with _pool_context().Pool(min(workers, len(todo)), _init_worker, (shared,)) as pool:
+            for n in pool.imap_unordered(_run_shard, todo):
                 bar.update(n)
     else:
-        for a in args:
-            bar.update(_run_shard(a)[1])
+        _init_worker(shared)
+        for job in todo:
+            bar.update(_run_shard(job))
     bar.close()
 
     skipped: list[dict] = []

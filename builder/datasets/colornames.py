@@ -20,15 +20,17 @@ COLOR_NAMES = (
 )
 
 #: Version of the naming rule; part of every dataset fingerprint.
-COLOR_MODEL_VERSION = "focal-lab-v1"
+COLOR_MODEL_VERSION = "focal-lab-v2"
 
 # Several focal colors per name shape each name's region (dark and light blues, browns...).
 _FOCALS: dict[str, tuple[tuple[int, int, int], ...]] = {
     "black": ((10, 10, 10), (45, 42, 40)),
-    "blue": ((30, 70, 200), (90, 150, 230), (20, 30, 110), (60, 110, 170)),
+    "blue": ((30, 70, 200), (90, 150, 230), (20, 30, 110), (60, 110, 170), (70, 180, 220),
+             (40, 140, 170)),
     "brown": ((120, 70, 30), (150, 100, 60), (90, 55, 30), (170, 130, 90)),
     "gray": ((128, 128, 128), (95, 95, 100), (165, 165, 165)),
-    "green": ((40, 160, 50), (20, 90, 30), (140, 200, 80), (70, 120, 60)),
+    "green": ((40, 160, 50), (20, 90, 30), (140, 200, 80), (70, 120, 60), (70, 190, 150),
+              (30, 120, 100)),
     "orange": ((245, 140, 30), (220, 110, 20)),
     "pink": ((245, 160, 190), (230, 90, 160), (250, 200, 210)),
     "purple": ((120, 50, 150), (160, 100, 200), (80, 30, 100)),
@@ -36,6 +38,11 @@ _FOCALS: dict[str, tuple[tuple[int, int, int], ...]] = {
     "white": ((248, 248, 248), (215, 215, 220)),
     "yellow": ((245, 225, 40), (250, 240, 130), (200, 180, 30)),
 }
+
+
+#: One representative sRGB color per name, for drawing legends.
+FOCAL_RGB: dict[str, tuple[int, int, int]] = {name: f[0] for name, f in _FOCALS.items()}
+FOCAL_RGB["black"] = (25, 25, 25)
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:

@@ -111,6 +111,7 @@ class ProbeSet:
         if self._table is None:
             import datasets
 
+            datasets.disable_progress_bars()
             ds = datasets.load_from_disk(str(self.path / "data"))
             raw = {c: datasets.Image(decode=False) for c in ["image"]}
             raw.update({c: datasets.Sequence(datasets.Image(decode=False))
