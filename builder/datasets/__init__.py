@@ -28,8 +28,17 @@ def _parse_options(text: str, spec: str) -> dict:
         if not eq:
             raise SpecError(f"dataset spec {spec!r}: expected key=value options after ':', "
                             f"got {item!r}", hint="e.g. toyworld:n=2000,seed=1")
-        options[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value
+        options[key.strip()] = _number(value.strip())
     return options
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def open_sources(specs: Sequence[str], **options) -> list:
@@ -40,10 +49,16 @@ def open_sources(specs: Sequence[str], **options) -> list:
     opened = []
     for spec in specs:
         name, _, rest = spec.partition(":")
-        if name == "toyworld":
-            opened.append(resolve_source("toyworld", **{**options, **_parse_options(rest, spec)}))
-        else:
-            opened.append(resolve_source(spec, **options))
+        try:
+            if name == "toyworld":
+                opened.append(resolve_source("toyworld",
+                                             **{**options, **_parse_options(rest, spec)}))
+            else:
+                opened.append(resolve_source(spec, **options))
+        except (TypeError, ValueError) as e:
+            if isinstance(e, SpecError):
+                raise
+            raise SpecError(f"dataset spec {spec!r}: {e}") from None
     return opened
 
 

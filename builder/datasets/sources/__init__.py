@@ -24,7 +24,7 @@ __all__ = ["CATEGORIES", "IMAGE_CATEGORIES", "PIXEL_CATEGORIES", "SOURCE_FORMS",
 SOURCE_FORMS = ("toyworld", "broden:PATH", "hf:NAME[@REVISION][?split=...]",
                 "images:PATH (with a segmenter)", "a Broden directory (one with index.csv)")
 
-_TOYWORLD_OPTIONS = ("n", "size", "seed")
+_TOYWORLD_OPTIONS = ("n", "size", "seed", "texture_fraction")
 _BRODEN_OPTIONS = ("colors",)
 _IMAGES_OPTIONS = ("segmenter",)
 
