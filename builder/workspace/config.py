@@ -102,7 +102,7 @@ class WorkspaceConfig:
 
 
 DEMO_CONFIG = """\
-# The demo: the toy world, the demo scene classifier and the demo generator.
+# The demo: the toy world and the demo scene classifier, dissected layer by layer.
 name = "demo"
 seed = 0
 
@@ -112,18 +112,8 @@ sources = ["toyworld:n=3000"]
 [[dissect]]
 name = "classifier"
 model = "demo:classifier"
-layers = ["conv1", "conv2", "conv3", "conv4", "conv5"]
-
-[[ablate]]
-run = "classifier"
-layer = "conv5"
-
-[[gan]]
-name = "generator"
-model = "demo:generator"
-layers = ["layer2", "layer3", "layer4"]
-segmenter = "demo:segmenter"
-samples = 1000
+layers = ["features.conv1_1", "features.conv2_1", "features.conv3_1", "features.conv3_2",
+          "features.conv4_1", "features.conv5_1", "features.conv5_2", "features.conv5_3"]
 
 [site]
 title = "unitdissect demo: the toy world"

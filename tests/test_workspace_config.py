@@ -1,0 +1,50 @@
+"""The workspace config: defaults, validation messages with file, line and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.errors import ConfigError
+from builder.workspace.config import DEMO_CONFIG, load_config, parse_config
+
+
+def test_demo_config_without_file(tmp_path):
+    config = load_config(tmp_path)
+    assert config.path is None and config.dataset.sources[0].startswith("toyworld")
+    assert config.dissect[0].model == "demo:classifier"
+    assert parse_config(DEMO_CONFIG) == config
+
+
+def test_file_is_read(tmp_path):
+    (tmp_path / "unitdissect.toml").write_text(
+        'name = "mine"\n[[dissect]]\nname = "r18"\nmodel = "torchvision:resnet18"\n'
+        'layers = ["layer4"]\nquantile = 0.01\n')
+    config = load_config(tmp_path)
+    assert config.name == "mine" and config.dissect[0].quantile == 0.01
+    assert config.path == tmp_path / "unitdissect.toml"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('[dataset]\nsources = ["toyworld"]\nmin_frequncy = 3\n',
+     "unitdissect.toml:3: unknown key 'dataset.min_frequncy'"),
+    ('[[dissect]]\nname = "a"\nmodel = "demo:classifier"\nlayers = "conv5"\n',
+     "unitdissect.toml:4: dissect.layers = 'conv5': expected list[str]"),
+    ('[[dissect]]\nname = "a"\nmodel = "m"\nlayers = ["x"]\nsplit = "test"\n',
+     "unitdissect.toml:5: dissect.split = 'test': expected one of all, train, val"),
+    ('[[dissect]]\nname = "a"\nlayers = ["x"]\n', "unitdissect.toml:1: [[dissect]] #1 needs 'model'"),
+    ('seed = "zero"\n', "unitdissect.toml:1: seed = 'zero': expected int"),
+    ('[dataset\n', "unitdissect.toml: invalid TOML"),
+])
+def test_errors_name_file_line_and_key(text, expected):
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, "unitdissect.toml")
+    assert expected in str(e.value)
+
+
+def test_all_problems_reported_together():
+    with pytest.raises(ConfigError) as e:
+        parse_config('seed = "x"\ndevice = "tpu"\n[[ablate]]\nrun = "nope"\nlayer = "l"\n',
+                     "w.toml")
+    message = str(e.value)
+    assert message.startswith("3 problems")
+    assert "w.toml:1:" in message and "w.toml:2:" in message and "w.toml:4:" in message
