@@ -50,12 +50,11 @@ _REGISTRY: dict[str, DemoModel] = {}
 
 
 def demo_data_dir() -> Path:
-    """The folder of the shipped demo weights (repo ``data/demo``, else the package's copy)."""
+    """The folder of the shipped demo weights (the wheel's copy, else the repo's ``data/demo``)."""
     package_root = Path(__file__).resolve().parents[1]  # .../builder
     candidates = (
-        package_root.parent / "data" / "demo",
-        package_root / "demo_weights",
-        package_root / "data" / "demo",
+        package_root / "demo_weights",  # installed from a wheel
+        package_root.parent / "data" / "demo",  # a source checkout or editable install
     )
     for candidate in candidates:
         if candidate.is_dir():

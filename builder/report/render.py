@@ -45,9 +45,11 @@ from builder.report.search import search_index_js
 
 log = logging.getLogger("unitdissect.report")
 
-#: The site's templates: templates/ of the source tree, or builder/templates/ in an installed package.
-_SOURCE_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
-TEMPLATES_DIR = _SOURCE_TEMPLATES if _SOURCE_TEMPLATES.is_dir() else Path(__file__).resolve().parents[1] / "templates"
+#: The site's templates: builder/templates/ in an installed wheel, else templates/ of the source
+#: tree (the packaged copy wins so an unrelated top-level "templates" folder is never used).
+_PACKAGED_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATES_DIR = (_PACKAGED_TEMPLATES if _PACKAGED_TEMPLATES.is_dir()
+                 else Path(__file__).resolve().parents[2] / "templates")
 #: The file that marks a folder as a site written by `unitdissect render` (so it may be emptied).
 MARKER = ".unitdissect-site"
 #: Top-level files of the output folder that are kept when it is emptied.
