@@ -63,9 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("UNITDISSECT_LOG", "WARNING"),
                         format="%(levelname)s %(name)s: %(message)s")
     parser = make_parser()
-    if not any(a in parser._subparsers._group_actions[0].choices for a in argv) and \
-            not any(a in ("-h", "--help", "--version") for a in argv):
-        argv = ["build", *argv]  # no command: the main job, `unitdissect build`
+    lead = 0  # global options stay before the command
+    while lead < len(argv) and argv[lead] in ("--debug",):
+        lead += 1
+    commands = parser._subparsers._group_actions[0].choices
+    if (lead == len(argv) or argv[lead] not in commands) and \
+            not any(a in ("-h", "--help", "--version") for a in argv[lead:lead + 1]):
+        argv.insert(lead, "build")  # no command: the main job, `unitdissect build`
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
