@@ -96,13 +96,20 @@ def register_demo(
     return entry
 
 
+def _register_builtins() -> None:
+    # Imported on first use: the built-in demos need the toy world's vocabulary.
+    from . import demo_registry  # noqa: F401  (registers on import)
+
+
 def list_demos() -> list[str]:
     """The names of all registered demo models, sorted."""
+    _register_builtins()
     return sorted(_REGISTRY)
 
 
 def get_demo(name: str) -> DemoModel:
     """The registered demo model ``name``; an unknown name raises SpecError listing known ones."""
+    _register_builtins()
     try:
         return _REGISTRY[name]
     except KeyError:
