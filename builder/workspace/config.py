@@ -107,13 +107,12 @@ name = "demo"
 seed = 0
 
 [dataset]
-sources = ["toyworld:n=3000"]
+sources = ["toyworld:n=1000"]
 
 [[dissect]]
 name = "classifier"
 model = "demo:classifier"
-layers = ["features.conv1_1", "features.conv2_1", "features.conv3_1", "features.conv3_2",
-          "features.conv4_1", "features.conv5_1", "features.conv5_2", "features.conv5_3"]
+layers = ["features.conv3_2", "features.conv4_1", "features.conv5_1", "features.conv5_3"]
 
 [site]
 title = "unitdissect demo: the toy world"

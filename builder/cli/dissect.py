@@ -1,0 +1,147 @@
+"""``unitdissect dissect``: label every unit of some layers with the concept it detects."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
+          "mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12,
+          "tib": 2**40}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``dissect`` command."""
+    p = subparsers.add_parser(
+        "dissect",
+        help="label the units of some layers with the concepts they detect",
+        description="Network dissection: threshold each unit's activation maps at its top "
+        "quantile, compare the masks with every concept of the probe dataset by IoU, and write "
+        "a run directory (docs/results-format.md). Rerunning the same command resumes an "
+        "interrupted run; finished layers are skipped.",
+    )
+    p.add_argument("--model", required=True, metavar="SPEC",
+                   help="torchvision:NAME, demo:NAME, PACKAGE.MODULE:CALLABLE or FILE.py:CALLABLE")
+    p.add_argument("--weights", metavar="FILE",
+                   help="state dict (.pth or .safetensors); default: the model's own weights "
+                   "or a random initialisation under --seed")
+    p.add_argument("--layers", required=True, metavar="A,B",
+                   help="comma-separated layer names (see `unitdissect layers MODEL`)")
+    p.add_argument("--dataset", required=True, metavar="SPEC",
+                   help="toyworld, broden:PATH, hf:NAME, or a concept dataset folder")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run directory")
+    p.add_argument("--quantile", type=float, default=0.005, metavar="Q",
+                   help="top quantile of activations that makes a unit's mask (default 0.005)")
+    p.add_argument("--iou-threshold", type=float, default=0.04, metavar="X",
+                   help="a unit detects its best concept when their IoU exceeds this "
+                   "(default 0.04)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="default 32")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
+                   help="default auto: cuda, else mps, else cpu")
+    p.add_argument("--mean", metavar="R,G,B",
+                   help="input normalisation mean (default: the model's, else ImageNet's)")
+    p.add_argument("--std", metavar="R,G,B", help="input normalisation std (same default)")
+    p.add_argument("--split", default="all", metavar="all|train|val",
+                   help="probe images to use (default all)")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of the random initialisation (without weights) and of the "
+                   "quantile sketch's sampling (default 0)")
+    p.add_argument("--topk", type=int, default=12, metavar="K",
+                   help="top images kept per unit (default 12)")
+    p.add_argument("--threshold-on", default="upsampled", metavar="upsampled|raw",
+                   help="take the quantile over the upsampled maps (default) or the raw maps "
+                   "(as the original NetDissect)")
+    p.add_argument("--no-category-aware", dest="category_aware", action="store_false",
+                   help="count every image in every IoU, not only images annotated for the "
+                   "concept's category")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="image decoding processes (default 0: in the main process)")
+    p.add_argument("--histogram-bins", type=int, default=64, metavar="N", help="default 64")
+    p.add_argument("--quantile-memory", default="1GiB", metavar="SIZE",
+                   help="memory for exact thresholds; beyond it a sampling sketch with a "
+                   "documented error is used (default 1GiB)")
+    p.add_argument("--cache-memory", default="2GiB", metavar="SIZE",
+                   help="memory for keeping activations between the two passes; batches "
+                   "beyond it are recomputed (default 2GiB; 0 = always recompute)")
+    p.add_argument("--checkpoint-every", type=int, default=50, metavar="N",
+                   help="batches between checkpoints (default 50)")
+    p.set_defaults(run=run)
+
+
+def parse_size(text: str, flag: str) -> int:
+    """``1GiB``, ``512MB``, ``4096`` -> bytes; ConfigError naming ``flag`` otherwise."""
+    from ..errors import ConfigError
+
+    match = _SIZE.fullmatch(str(text))
+    unit = (match.group(2) or "").lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise ConfigError(f"{flag} must be a size like 512MiB or 2GB, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def parse_triple(text: str | None, flag: str) -> tuple[float, ...] | None:
+    """``0.5,0.5,0.5`` -> a tuple of three floats; ConfigError naming ``flag`` otherwise."""
+    from ..errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ConfigError(f"{flag} must be three comma-separated numbers R,G,B, got {text!r}")
+    return values
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    """The command line that reproduces this run, every option spelled out."""
+    command = ["unitdissect", "dissect"]
+    for name, value in vars(args).items():
+        if name in ("run", "command", "debug") or value is None:
+            continue
+        if name == "category_aware":
+            command += [] if value else ["--no-category-aware"]
+        else:
+            command += [f"--{name.replace('_', '-')}", str(value)]
+    return command
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate the options, load the model and the probe set, dissect, print a summary."""
+    import json
+
+    from ..datasets import resolve_probe_set
+    from ..dissect import DissectOptions, dissect, resolve_device
+    from ..errors import ConfigError
+    from ..models import load_model
+
+    layers = [name.strip() for name in args.layers.split(",") if name.strip()]
+    if not layers:
+        raise ConfigError("--layers must name at least one layer",
+                          hint="list them with `unitdissect layers MODEL`")
+    options = DissectOptions(
+        quantile=args.quantile, iou_threshold=args.iou_threshold, threshold_on=args.threshold_on,
+        category_aware=args.category_aware, split=args.split, batch_size=args.batch_size,
+        device=args.device, mean=parse_triple(args.mean, "--mean"),
+        std=parse_triple(args.std, "--std"), seed=args.seed, topk=args.topk,
+        histogram_bins=args.histogram_bins,
+        quantile_memory=parse_size(args.quantile_memory, "--quantile-memory"),
+        cache_memory=parse_size(args.cache_memory, "--cache-memory"),
+        num_workers=args.workers, checkpoint_every=args.checkpoint_every)
+    device = resolve_device(options.device)
+    progress = sys.stderr.isatty()
+    model = load_model(args.model, weights=args.weights, seed=args.seed, device=str(device))
+    probe = resolve_probe_set(args.dataset, progress=progress)
+    out = dissect(model, layers, probe, args.out, options, progress=progress,
+                  dataset_spec=args.dataset, command=_command(args))
+    for name in layers:
+        info = json.loads((out / "layers" / name / "layer.json").read_text(encoding="utf-8"))
+        detectors = sum(info["detectors"].values())
+        unique = ", ".join(f"{c} {n}" for c, n in info["unique_detectors"].items() if n)
+        print(f"{name}: {detectors}/{info['units']} units detect a concept"
+              + (f" (unique concepts: {unique})" if unique else ""))
+    print(f"results in {out}")
+    return 0

@@ -1,0 +1,584 @@
+"""Unit masks M_k = S_k > T_k on the annotation grid, and exact IoU counts against concepts.
+
+``Upsampler`` computes the bilinear upsampling S_k (``align_corners=False``, PyTorch's
+definition) only where it can matter. Bilinear interpolation is separable: a horizontal pass
+gives ``Ah`` [B, U, h, W] (cheap: h rows instead of H), and every output pixel is then
+``Ah[y0] * (1 - ly) + Ah[y1] * ly``. Within one *segment* (one output column between two rows
+of the layer's grid) the values blend the same two ``Ah`` values, so those bound the segment;
+segments whose bound is below the threshold (nearly all of them at q = 0.005) are skipped
+without being computed. The few active segments are evaluated with exactly the same
+floating-point operations as the dense path, so both paths give identical bits, and which
+one runs is only a matter of speed.
+
+``IoUCounts`` accumulates int64 counts, from which
+
+    IoU(k, c) = sum |M_k ∧ L_c| / (sum |M_k| + sum |L_c| - sum |M_k ∧ L_c|)
+
+where, category-aware, the sums run over the images that carry any annotation of c's
+category. A pixel counts once for a concept even when two label layers both carry it there
+(duplicates are removed from later layers first, see ``dedupe_labels``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["IoUCounts", "Upsampler", "dedupe_image_labels", "dedupe_labels", "label_units",
+           "summarize_layer"]
+
+#: Largest number of float elements one step materialises (bounds memory, ~64 MB).
+CHUNK_ELEMENTS = 1 << 24
+#: Use the segment path when active segments hold at most this fraction of all output pixels.
+SPARSE_FRACTION = 0.25
+#: Relative slack on a segment's bounds: covers the rounding of the vertical interpolation.
+_BOUND_SLACK = 2.0 ** -18
+
+
+def _axis(n_in: int, n_out: int) -> dict[str, np.ndarray]:
+    """Source indices and weights of each output position, PyTorch's bilinear convention."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    dst = np.arange(n_out, dtype=np.float32)
+    src = scale * (dst + np.float32(0.5)) - np.float32(0.5)
+    clamped = src < 0
+    src = np.where(clamped, np.float32(0), src).astype(np.float32)
+    i0 = np.minimum(src.astype(np.int64), n_in - 1)
+    i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
+    w1 = (src - i0.astype(np.float32)).astype(np.float32)
+    w0 = (np.float32(1) - w1).astype(np.float32)
+    return {"i0": i0, "i1": i1, "w0": w0, "w1": w1, "clamped": clamped}
+
+
+def _groups(axis: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Maximal runs of outputs that blend the same two sources (the clamped edge apart)."""
+    i0, n_out = axis["i0"], len(axis["i0"])
+    key = i0 * 2 + (~axis["clamped"])
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ends = np.r_[starts[1:], n_out]
+    size = int((ends - starts).max())
+    offsets = starts[:, None] + np.arange(size)[None, :]
+    # the smallest step of w1 between neighbours inside a group that is not constant
+    steps = np.diff(axis["w1"].astype(np.float64))[key[1:] == key[:-1]]
+    steps = steps[steps > 0]
+    return {"members": np.minimum(offsets, ends[:, None] - 1), "start": starts,
+            "length": ends - starts, "g0": i0[starts], "g1": axis["i1"][starts],
+            "min_step": float(steps.min()) if steps.size else 1.0}
+
+
+class Upsampler:
+    """Bilinear upsampling of [B, U, h, w] maps to [B, U, H, W], densely or by segments.
+
+    A *segment* is one output column within one row group (the output rows that blend the
+    same two rows of the layer's grid). Along a segment the values are ``a * w0 + b * w1``
+    with the same ``a``, ``b`` from the horizontal pass and ``w1`` increasing, so they lie
+    between ``a`` and ``b`` and are monotone, also as computed in floating point unless
+    ``b - a`` is within a few rounding errors of 0 (``flat`` segments, evaluated element by
+    element). The pixels above a threshold are therefore a run at one end of the segment,
+    found by binary search; segments whose ends are both below it are skipped.
+    """
+
+    def __init__(self, in_size: tuple[int, int], out_size: tuple[int, int],
+                 device: str | torch.device = "cpu", columns: Sequence[int] | None = None
+                 ) -> None:
+        (h, w), (H, W) = tuple(in_size), tuple(out_size)
+        ay, ax = _axis(h, H), _axis(w, W)
+        if columns is not None:  # only these output columns (pixel indices count in them)
+            picked = np.asarray(columns, dtype=np.int64)
+            ax = {k: v[picked] for k, v in ax.items()}
+            W = len(picked)
+        gy, gx = _groups(ay), _groups(ax)
+        self.in_size, self.out_size = (h, w), (H, W)
+        self.identity = self.in_size == self.out_size and columns is None
+        self.device = torch.device(device)
+        self.pixels = H * W
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(a, device=self.device)
+
+        self.y0, self.y1, self.wy0, self.wy1 = t(ay["i0"]), t(ay["i1"]), t(ay["w0"]), t(ay["w1"])
+        self.x0, self.x1, self.wx0, self.wx1 = t(ax["i0"]), t(ax["i1"]), t(ax["w0"]), t(ax["w1"])
+        matrix = np.zeros((W, w), dtype=np.float32)  # the horizontal pass as a GEMM
+        np.add.at(matrix, (np.arange(W), ax["i0"]), ax["w0"])
+        np.add.at(matrix, (np.arange(W), ax["i1"]), ax["w1"])
+        self.wx = t(matrix)
+        rows = gy["members"]  # [G, bh]: output rows of each group (consecutive), padded
+        self.groups, self.seg_len = rows.shape
+        self.row0 = t(gy["start"])  # first output row of each group
+        self.length = t(gy["length"])  # [G] rows per group
+        self.gy0, self.gy1 = t(gy["g0"]), t(gy["g1"])  # the layer's rows a group blends
+        self.seg_w0 = t(ay["w0"][rows])  # [G, bh] the blend weights of each element
+        self.seg_w1 = t(ay["w1"][rows])
+        self.search_steps = max(1, int(self.seg_len).bit_length())
+        # |b - a| <= flat * max(|a|, |b|): rounding may break monotonicity (margin 8x)
+        self.flat = 8 * 3 * 2.0 ** -24 / gy["min_step"]
+        # cells: row group x column group; their values lie between their 4 corner activations
+        self.col0, self.col_length = t(gx["start"]), t(gx["length"])
+        self.gx0, self.gx1 = t(gx["g0"]), t(gx["g1"])
+        self.cell_area = int(gy["length"].max() * gx["length"].max())
+
+    # -- the two halves of the interpolation ------------------------------------------
+    def horizontal(self, maps: torch.Tensor) -> torch.Tensor:
+        """The horizontal pass: [B, U, h, w] -> [B, U, h, W].
+
+        Any deterministic computation works here, as both paths share its result; on the CPU
+        a GEMM is several times faster than gathers. Elsewhere the gathers avoid TF32 GEMMs.
+        """
+        if self.identity:
+            return maps
+        if maps.device.type == "cpu":
+            return torch.nn.functional.linear(maps, self.wx)
+        left = torch.index_select(maps, -1, self.x0).mul_(self.wx0)
+        return left.add_(torch.index_select(maps, -1, self.x1).mul_(self.wx1))
+
+    def dense(self, ah: torch.Tensor) -> torch.Tensor:
+        """Finish the interpolation everywhere: [B, U, h, W] -> [B, U, H, W]."""
+        if self.identity:
+            return ah
+        top = torch.index_select(ah, 2, self.y0).mul_(self.wy0[:, None])
+        return top.add_(torch.index_select(ah, 2, self.y1).mul_(self.wy1[:, None]))
+
+    def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+        """Upsample [B, U, h, w] maps to [B, U, H, W] (same values as the segment path)."""
+        return self.dense(self.horizontal(maps))
+
+    # -- segments --------------------------------------------------------------------
+    def _ends(self, ah: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two values every segment blends: a, b [B, U, G, W]."""
+        if self.identity:
+            return ah, ah
+        return torch.index_select(ah, 2, self.gy0), torch.index_select(ah, 2, self.gy1)
+
+    def _image_step(self, units: int) -> int:
+        """Images per step, keeping one step's segment tensors within CHUNK_ELEMENTS."""
+        return max(1, CHUNK_ELEMENTS // max(1, units * self.groups * self.out_size[1]))
+
+    def _value(self, a: torch.Tensor, b: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        """S of segments with ends (a, b) at flat weight slots ``g * bh + r``: the dense
+        path's expression, element for element."""
+        return a * torch.take(self.seg_w0, slot) + b * torch.take(self.seg_w1, slot)
+
+    def _plan(self, maps: torch.Tensor, ah: torch.Tensor, thresholds: torch.Tensor,
+              unit_major: bool) -> tuple[torch.Tensor, ...] | None:
+        """The segments that can pass their unit's threshold, as (b, u, g, x, a, b_end,
+        threshold) vectors (ordered by unit if ``unit_major``, else by image); None when so
+        many can that dense evaluation is cheaper.
+
+        Two levels: cells whose four corner activations are all below the threshold are
+        skipped first (the slack covers the rounding of both interpolation steps), then the
+        segments of the remaining cells whose two ends are.
+        """
+        batch, units = maps.shape[:2]
+        groups, cols = self.groups, self.col0.numel()
+        low_thr = thresholds - thresholds.abs() * _BOUND_SLACK
+        if self.identity:
+            corner = maps
+        else:
+            rows = torch.maximum(torch.index_select(maps, 2, self.gy0),
+                                 torch.index_select(maps, 2, self.gy1))
+            corner = torch.maximum(torch.index_select(rows, 3, self.gx0),
+                                   torch.index_select(rows, 3, self.gx1))
+        active = corner > low_thr[None, :, None, None]  # [B, U, G, Gx]
+        if int(active.sum()) * self.cell_area > SPARSE_FRACTION * batch * units * self.pixels:
+            return None
+        if unit_major:
+            flat = active.transpose(0, 1).reshape(-1).nonzero()[:, 0]
+            cx, rest = flat % cols, flat // cols
+            g, rest = rest % groups, rest // groups
+            bi, u = rest % batch, rest // batch
+        else:
+            flat = active.reshape(-1).nonzero()[:, 0]
+            cx, rest = flat % cols, flat // cols
+            g, rest = rest % groups, rest // groups
+            u, bi = rest % units, rest // units
+        # every column of those cells is a candidate segment
+        width = self.out_size[1]
+        length = self.col_length.index_select(0, cx)
+        seg = torch.repeat_interleave(torch.arange(cx.numel(), device=cx.device), length)
+        step = torch.arange(seg.numel(), device=seg.device)
+        x = (self.col0.index_select(0, cx) - (torch.cumsum(length, 0) - length)).index_select(
+            0, seg) + step
+        bi, u, g = bi.index_select(0, seg), u.index_select(0, seg), g.index_select(0, seg)
+        row = (bi * units + u) * self.in_size[0]
+        flat_ah = ah.reshape(-1)
+        sa = flat_ah.index_select(0, (row + self.gy0.index_select(0, g)) * width + x)
+        sb = flat_ah.index_select(0, (row + self.gy1.index_select(0, g)) * width + x)
+        thr = thresholds.index_select(0, u)
+        keep = (torch.maximum(sa, sb) > low_thr.index_select(0, u)).nonzero()[:, 0]
+        return tuple(t.index_select(0, keep) for t in (bi, u, g, x, sa, sb, thr))
+
+    def _segments_above(self, plan: tuple[torch.Tensor, ...], values: bool
+                        ) -> list[tuple[torch.Tensor, ...]]:
+        """Every pixel of the planned segments with S > threshold, as parts
+        (b, u, pixel, value or None), each in the plan's order."""
+        bi, u, g, x, sa, sb, thr = plan
+        n = self.length.index_select(0, g)
+        slot0 = g * self.seg_len
+        low = torch.minimum(sa, sb)
+        start = torch.zeros_like(n)
+        stop = n.clone()
+        # segments whose both ends clear the threshold by more than the rounding are wholly
+        # above it; the others cross it once: binary search for the crossing
+        cross = (~(low - low.abs() * _BOUND_SLACK > thr)).nonzero()[:, 0]
+        if cross.numel():
+            ca, cb, ct, cn, cslot = (t.index_select(0, cross) for t in (sa, sb, thr, n, slot0))
+            rising = cb > ca
+            lo = torch.zeros_like(cn)
+            hi = cn.clone()
+            for _ in range(self.search_steps):
+                mid = torch.minimum((lo + hi) // 2, cn - 1)
+                inside = (self._value(ca, cb, cslot + mid) > ct) == rising
+                open_ = lo < hi
+                hi = torch.where(open_ & inside, mid, hi)
+                lo = torch.where(open_ & ~inside, mid + 1, lo)
+            start.index_copy_(0, cross, torch.where(rising, lo, torch.zeros_like(lo)))
+            stop.index_copy_(0, cross, torch.where(rising, cn, lo))
+        flat = (sb - sa).abs() <= self.flat * torch.maximum(sa.abs(), sb.abs())
+        if bool(flat.any()):
+            # flat segments may not be monotone as computed, unless wholly above (done)
+            flat &= ~(low - low.abs() * _BOUND_SLACK > thr)
+        if not bool(flat.any()):
+            return [self._runs(bi, u, g, x, sa, sb, slot0, start, stop, values)]
+        # the rest: evaluate their every element
+        f = flat.nonzero()[:, 0]
+        extra = self._flat(*(t.index_select(0, f) for t in (bi, u, g, x, sa, sb, thr)), values)
+        return [self._runs(bi, u, g, x, sa, sb, slot0, start, torch.where(flat, start, stop),
+                           values), extra]
+
+    def _runs(self, bi, u, g, x, sa, sb, slot0, start, stop, values: bool):
+        """Expand the runs [start, stop) of segments into pixels (and their values)."""
+        length = stop - start  # segments with empty runs simply expand to nothing
+        width = self.out_size[1]
+        seg = torch.repeat_interleave(torch.arange(length.numel(), device=length.device), length)
+        step = torch.arange(seg.numel(), device=seg.device)
+        shift = start - (torch.cumsum(length, 0) - length)  # element r = step + shift
+        row0 = self.row0.index_select(0, g)  # rows of a group are consecutive
+        pixel = ((row0 + shift) * width + x).index_select(0, seg) + step * width
+        value = None
+        if values:
+            slot = (slot0 + shift).index_select(0, seg) + step
+            value = self._value(sa.index_select(0, seg), sb.index_select(0, seg), slot)
+        return bi.index_select(0, seg), u.index_select(0, seg), pixel, value
+
+    def _flat(self, bi, u, g, x, sa, sb, thr, values: bool):
+        """Every element above the threshold of the given segments, evaluated one by one."""
+        found = []
+        step = max(1, CHUNK_ELEMENTS // self.seg_len)
+        width = self.out_size[1]
+        elements = torch.arange(self.seg_len, device=sa.device)[None, :]
+        for first in range(0, bi.numel(), step):
+            sl = slice(first, first + step)
+            gg = g[sl]
+            s = sa[sl, None] * self.seg_w0[gg] + sb[sl, None] * self.seg_w1[gg]
+            valid = elements < self.length[gg][:, None]
+            k, r = (valid & (s > thr[sl, None])).nonzero(as_tuple=True)
+            pixel = (self.row0[gg[k]] + r) * width + x[sl][k]
+            found.append((bi[sl][k], u[sl][k], pixel, s[k, r] if values else None))
+        return tuple(torch.cat([f[i] for f in found]) if values or i < 3 else None
+                     for i in range(4))
+
+    def _above_dense(self, ah: torch.Tensor, thresholds: torch.Tensor,
+                     excluded: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Pixels with S > threshold (b, u, pixel), from the fully upsampled maps."""
+        units = ah.shape[1]
+        step = max(1, CHUNK_ELEMENTS // max(1, units * self.pixels))
+        found = []
+        for first in range(0, ah.shape[0], step):
+            s = self.dense(ah[first:first + step]).flatten(2)
+            if excluded is not None:
+                s = s.masked_fill(excluded[first:first + step], float("-inf"))
+            bi, u, p = (s > thresholds[None, :, None]).nonzero(as_tuple=True)
+            found.append((bi + first, u, p))
+        return tuple(torch.cat([f[i] for f in found]) for i in range(3))
+
+    # -- what dissection needs -----------------------------------------------------------
+    def above(self, maps: torch.Tensor, thresholds: torch.Tensor,
+              excluded: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Pixels with S > threshold: (b, u, pixel) int64 vectors, by image; ``excluded``
+        [B, U, H*W] marks pixels that never pass."""
+        batch, units = maps.shape[:2]
+        step = self._image_step(units)
+        found = []
+        for first in range(0, batch, step):
+            ah = self.horizontal(maps[first:first + step])
+            plan = None if excluded is not None else self._plan(
+                maps[first:first + step], ah, thresholds, False)
+            if plan is None:
+                part = None if excluded is None else excluded[first:first + step]
+                bi, u, p = self._above_dense(ah, thresholds, part)
+            else:
+                parts = self._segments_above(plan, False)
+                bi, u, p = (torch.cat([part[i] for part in parts]) for i in range(3))
+            found.append((bi + first, u, p))
+        return tuple(torch.cat(parts) for parts in zip(*found))
+
+    def _guaranteed_floor(self, ah: torch.Tensor, levels: torch.Tensor, min_level: int,
+                          limit: int) -> torch.Tensor:
+        """Per unit, a value v with at least ``limit`` sampled values >= v among these images
+        (-inf if there are fewer), from the segments' lower ends."""
+        batch, units = ah.shape[:2]
+        a, b = self._ends(ah)
+        low = torch.minimum(a, b)
+        low = low - low.abs() * _BOUND_SLACK
+        width = self.out_size[1]
+        elements = torch.arange(self.seg_len, device=ah.device)
+        rows = (self.row0[:, None] + elements[None, :]).clamp(max=self.out_size[0] - 1)
+        pixels = rows[:, None, :] * width + torch.arange(width, device=ah.device)[None, :, None]
+        valid = elements[None, :] < self.length[:, None]
+        sampled = (levels[:, pixels.reshape(-1)] >= min_level).view(
+            batch, self.groups, width, -1) & valid[None, :, None, :]
+        weight = sampled.sum(-1).reshape(-1)  # [B*G*W], the same for every unit
+        flat = low.transpose(0, 1).reshape(units, -1)
+        least = int(weight.min())
+        if least > 0 and math.ceil(limit / least) < flat.shape[1]:
+            # every segment weighs >= least: the answer is among the top limit/least
+            order = torch.topk(flat, math.ceil(limit / least), dim=1)
+        else:
+            order = torch.sort(flat, dim=1, descending=True)
+        reached = torch.cumsum(weight[order.indices], dim=1) >= limit
+        first = reached.long().argmax(1)
+        value = order.values.gather(1, first[:, None])[:, 0]
+        return torch.where(reached.any(1), value, torch.full_like(value, float("-inf")))
+
+    def tail(self, maps: torch.Tensor, floor: torch.Tensor, limit: int, levels: torch.Tensor,
+             min_level: int, excluded: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per unit, up to ``limit`` largest values S > floor whose level (``levels`` [B, H*W])
+        is >= ``min_level``: values float32 [U, W] (-inf padded), their levels uint8 [U, W],
+        and a raised floor [U]: every sampled value above it is among the values returned,
+        and at least ``limit`` sampled values of these images are >= it (unless it is
+        ``floor``), so a rank below ``limit`` that falls under it has exactly its value.
+        """
+        batch, units = maps.shape[:2]
+        step = self._image_step(units)
+        out_v: list[torch.Tensor] = []
+        out_l: list[torch.Tensor] = []
+
+        def collect(values: torch.Tensor, value_levels: torch.Tensor) -> None:
+            nonlocal floor
+            values, value_levels, floor = _truncate(values, value_levels, floor, limit)
+            out_v.append(values)
+            out_l.append(value_levels)
+
+        for first in range(0, batch, step):
+            ah = self.horizontal(maps[first:first + step])
+            lev = levels[first:first + ah.shape[0]]
+            plan = None
+            if excluded is None:
+                start = (floor == float("-inf")).nonzero()[:, 0]
+                if start.numel():  # units just starting: later, trimming raises their floor
+                    found = self._guaranteed_floor(ah.index_select(1, start), lev, min_level,
+                                                   limit)
+                    floor = floor.index_copy(0, start, found)
+                plan = self._plan(maps[first:first + step], ah, floor, True)
+            if plan is None:
+                part = None if excluded is None else excluded[first:first + step]
+                self._tail_dense(ah, floor, lev, min_level, part, collect)
+                continue
+            # each part is sorted by unit: scatter each unit's values into its row, part
+            # after part
+            placed = []
+            filled = torch.zeros(units, dtype=torch.int64, device=maps.device)
+            for bi, u, p, v in self._segments_above(plan, True):
+                lv = lev.reshape(-1).index_select(0, bi * lev.shape[1] + p)
+                if min_level > 0:
+                    keep = (lv >= min_level).nonzero()[:, 0]
+                    u, v, lv = u.index_select(0, keep), v.index_select(0, keep), \
+                        lv.index_select(0, keep)
+                counts = torch.bincount(u, minlength=units)
+                starts = torch.cumsum(counts, 0) - counts - filled
+                pos = torch.arange(u.numel(), device=u.device) - starts.index_select(0, u)
+                placed.append((u, pos, v, lv))
+                filled += counts
+            if int(filled.sum()):
+                dense_v = torch.full((units, int(filled.max())), float("-inf"), device=maps.device)
+                dense_l = torch.zeros(dense_v.shape, dtype=torch.uint8, device=maps.device)
+                for u, pos, v, lv in placed:
+                    dense_v[u, pos] = v
+                    dense_l[u, pos] = lv
+                collect(dense_v, dense_l)
+        if not out_v:
+            return (torch.empty(units, 0, device=maps.device),
+                    torch.empty(units, 0, dtype=torch.uint8, device=maps.device), floor)
+        return _truncate(torch.cat(out_v, 1), torch.cat(out_l, 1), floor, limit)
+
+    def _tail_dense(self, ah: torch.Tensor, floor: torch.Tensor, levels: torch.Tensor,
+                    min_level: int, excluded: torch.Tensor | None, collect) -> None:
+        """``tail`` from the fully upsampled maps, a few images at a time."""
+        units = ah.shape[1]
+        step = max(1, CHUNK_ELEMENTS // max(1, units * self.pixels))
+        for first in range(0, ah.shape[0], step):
+            s = self.dense(ah[first:first + step]).flatten(2)
+            if excluded is not None:
+                s = s.masked_fill(excluded[first:first + step], float("-inf"))
+            lev = levels[first:first + s.shape[0]]
+            keep = (s > floor[None, :, None]) & (lev >= min_level)[:, None, :]
+            width = int(keep.sum((0, 2)).max())
+            if width == 0:
+                continue
+            flat = torch.where(keep, s, float("-inf")).transpose(0, 1).reshape(units, -1)
+            if width < flat.shape[1]:
+                top = torch.topk(flat, width, dim=1)
+                collect(top.values, lev.reshape(-1)[top.indices])
+            else:
+                collect(flat, lev.reshape(1, -1).expand(units, -1))
+
+
+def _truncate(values: torch.Tensor, levels: torch.Tensor, floor: torch.Tensor,
+              limit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keep each unit's ``limit`` largest values; the largest one dropped raises the floor."""
+    if values.shape[1] <= limit:
+        return values, levels, floor
+    top = torch.topk(values, limit + 1, dim=1)
+    floor = torch.maximum(floor, top.values[:, -1])
+    return top.values[:, :-1], torch.gather(levels, 1, top.indices[:, :-1]), floor
+
+
+def dedupe_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Label layers [B, L, ...]; a concept repeated at a pixel stays in its first layer only."""
+    if labels.shape[1] < 2:
+        return labels
+    out = labels.clone()
+    for layer in range(1, labels.shape[1]):
+        repeated = (labels[:, :layer] == labels[:, layer:layer + 1]).any(1)
+        out[:, layer].masked_fill_(repeated, 0)
+    return out
+
+
+def dedupe_image_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Image-level label lists [B, M] with repeats within a row replaced by 0."""
+    if labels.shape[1] < 2:
+        return labels
+    ordered = torch.sort(labels, dim=1).values
+    repeat = torch.zeros_like(ordered, dtype=torch.bool)
+    repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    return ordered.masked_fill(repeat, 0)
+
+
+class IoUCounts:
+    """Exact int64 counts behind IoU(unit, concept), accumulated batch by batch."""
+
+    def __init__(self, units: int, num_columns: int, num_categories: int,
+                 device: str | torch.device = "cpu") -> None:
+        self.units, self.num_columns, self.num_categories = units, num_columns, num_categories
+        self.device = torch.device(device)
+        z = lambda *shape: torch.zeros(shape, dtype=torch.int64, device=self.device)  # noqa: E731
+        self.intersection = z(units, num_columns)  # sum |M_k ∧ L_c|
+        self.mask_by_category = z(units, num_categories)  # sum |M_k| over images carrying C
+        self.mask_total = z(units)  # sum |M_k| over all images
+        self.label_area = z(num_columns)  # sum |L_c|
+        self.pixels = z(units)  # pixels counted (non-finite ones excluded)
+        self.images = z(1)
+
+    def add(self, b: torch.Tensor, u: torch.Tensor, pixel: torch.Tensor, labels: torch.Tensor,
+            image_labels: torch.Tensor, has_category: torch.Tensor,
+            excluded: torch.Tensor | None = None) -> None:
+        """Count one batch: mask pixels (b, u, pixel); ``labels`` [B, L, P] and ``image_labels``
+        [B, M] deduplicated global ids; ``has_category`` [B, C]; ``excluded`` pixels per unit
+        [U] (left out of the count)."""
+        batch, _, pixels = labels.shape
+        n, units = self.num_columns, self.units
+        per_image = torch.bincount(b * units + u, minlength=batch * units).view(batch, units)
+        if labels.shape[1] and u.numel():
+            flat_labels = labels.reshape(-1)
+            where = b * labels[0].numel() + pixel
+            row = u * n
+            one = torch.ones(1, dtype=torch.int64, device=self.device).expand(u.numel())
+            for layer in range(labels.shape[1]):  # label 0 lands in column 0, ignored
+                hit = flat_labels.index_select(0, where + layer * pixels).long()
+                self.intersection.view(-1).index_add_(0, row + hit, one)
+        rows, slots = image_labels.nonzero(as_tuple=True)
+        if rows.numel():
+            concepts = image_labels[rows, slots].long()
+            self.intersection.index_add_(1, concepts, per_image[rows].t().contiguous())
+        has = has_category.to(torch.int64)
+        self.mask_by_category += (per_image[:, :, None] * has[:, None, :]).sum(0)
+        self.mask_total += per_image.sum(0)
+        area = torch.bincount(labels.reshape(-1).long(), minlength=n)
+        area += torch.bincount(image_labels.reshape(-1).long(), minlength=n) * pixels
+        self.label_area += area
+        self.pixels += batch * pixels
+        if excluded is not None:
+            self.pixels -= excluded.to(self.device, torch.int64)
+        self.images += batch
+
+    def iou(self, concept_category: np.ndarray | Sequence[int],
+            category_aware: bool = True) -> np.ndarray:
+        """IoU float32 [U, num_columns]; columns without a category (0, gaps) are 0."""
+        # on the CPU, in float64 (not every device has it); the counts are small
+        category = torch.as_tensor(np.asarray(concept_category, dtype=np.int64))
+        known = category >= 0
+        if category_aware:
+            mask_area = self.mask_by_category.cpu()[:, category.clamp(min=0)]
+        else:
+            mask_area = self.mask_total.cpu()[:, None].expand(-1, self.num_columns)
+        inter = self.intersection.cpu()
+        union = mask_area + self.label_area.cpu()[None, :] - inter
+        iou = torch.where(union > 0, inter.double() / union.clamp(min=1).double(),
+                          torch.zeros((), dtype=torch.float64))
+        return (iou * known[None, :]).float().numpy()
+
+    def coverage(self) -> np.ndarray:
+        """Fraction of counted pixels inside the unit's mask, float64 [U]."""
+        return (self.mask_total.cpu().double() / self.pixels.cpu().clamp(min=1).double()).numpy()
+
+    # -- checkpointing and merging -----------------------------------------------------
+    _FIELDS = ("intersection", "mask_by_category", "mask_total", "label_area", "pixels", "images")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counts as CPU tensors."""
+        return {"kind": "IoUCounts", **{f: getattr(self, f).cpu() for f in self._FIELDS}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()`` output."""
+        if state.get("kind") != "IoUCounts" or \
+                tuple(state["intersection"].shape) != tuple(self.intersection.shape):
+            raise ValueError("state does not belong to IoUCounts of this shape")
+        for f in self._FIELDS:
+            setattr(self, f, state[f].to(self.device, torch.int64))
+
+    def merge(self, other: IoUCounts) -> None:
+        """Add ``other``'s counts (from other images)."""
+        for f in self._FIELDS:
+            getattr(self, f).add_(getattr(other, f).to(self.device))
+
+
+@dataclass(frozen=True)
+class UnitLabel:
+    """One unit's best concepts."""
+
+    unit: int
+    concept_ids: tuple[int, ...]  # best first; 0 = none (the unit never matched anything)
+    ious: tuple[float, ...]
+
+
+def label_units(iou: np.ndarray, ranks: int = 3) -> list[UnitLabel]:
+    """Each unit's ``ranks`` best concepts by IoU (column 0 excluded, ties to the lower id)."""
+    scores = np.asarray(iou, dtype=np.float64).copy()
+    if scores.shape[1]:
+        scores[:, 0] = -1.0
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :ranks]
+    result = []
+    for unit, ids in enumerate(order):
+        pairs = [(int(c), float(iou[unit, c])) for c in ids if scores[unit, c] > 0]
+        pairs += [(0, 0.0)] * (ranks - len(pairs))
+        result.append(UnitLabel(unit, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)))
+    return result
+
+
+def summarize_layer(labels: Sequence[UnitLabel], categories: Sequence[str],
+                    concept_category: np.ndarray, iou_threshold: float
+                    ) -> dict[str, dict[str, int]]:
+    """Detectors and unique detected concepts per category (units with IoU > the threshold)."""
+    detectors = {c: 0 for c in categories}
+    unique: dict[str, set[int]] = {c: set() for c in categories}
+    for label in labels:
+        concept, value = label.concept_ids[0], label.ious[0]
+        if concept > 0 and value > iou_threshold:
+            category = categories[int(concept_category[concept])]
+            detectors[category] += 1
+            unique[category].add(concept)
+    return {"detectors": detectors, "unique_detectors": {c: len(s) for c, s in unique.items()}}

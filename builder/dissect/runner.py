@@ -1,0 +1,792 @@
+"""Dissect layers of a model over a probe set, and write the run directory.
+
+All layers of one command share each pass over the probe images (docs/method.md):
+
+1. forward to the last requested layer (the rest of the network is skipped); feed each
+   layer's per-unit value range and its top-quantile statistic (``TailQuantile``), or a cheap
+   lower estimate of the thresholds;
+2. where an estimate was made: keep the exact tail above it (and stream exactly the units
+   where it was not below the threshold);
+3. with the thresholds fixed: count the exact IoU terms, the top-k images and the histograms.
+
+The later sweeps reuse the activations of pass 1, kept in memory (float32, so every sweep sees
+the same values) up to ``cache_memory`` bytes; batches beyond it are recomputed by a forward
+pass, which gives the same values (same batches, same computation). Statistics are
+checkpointed every ``checkpoint_every`` batches under ``RUN_DIR/checkpoints/``, keyed by a
+fingerprint of everything that shapes the results, so a killed run resumes where it stopped and
+ends with byte-identical files, and a changed option never resumes stale state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .. import io as atomic
+from ..errors import ConfigError, DatasetError
+from ..fingerprint import fingerprint
+from .iou import IoUCounts, Upsampler, dedupe_image_labels, dedupe_labels, label_units, \
+    summarize_layer
+from .manifest import FORMAT, FORMAT_VERSION, machine_info, software_versions, utc_now
+from .quantile import LEVELS, TailQuantile, needed_top, sample_levels
+from .topk import Histogram, TopK, ValueRange
+
+__all__ = ["DissectOptions", "ENGINE_VERSION", "dissect", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever the engine's results change for the same inputs (invalidates checkpoints).
+ENGINE_VERSION = 1
+#: ImageNet normalisation, the default when neither the options nor the model say otherwise.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Approximate bytes per kept value of a ``TailQuantile`` (value, level, merge temporaries).
+BYTES_PER_SLOT = 16
+#: Smallest sketch buffer per unit when the exact tail does not fit.
+MIN_CAPACITY = 4096
+_SAFE_LAYER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_DEVICES = ("auto", "cpu", "cuda", "mps")
+
+#: Test hook: called as ``hook(stage, batch_index)`` after each batch (and checkpoint).
+_after_batch: Callable[[int, int], None] | None = None
+
+
+@dataclass
+class DissectOptions:
+    """Every choice of the method (recorded in the manifest); validated on creation."""
+
+    quantile: float = 0.005  # q: T_k is the (1 - q) quantile
+    iou_threshold: float = 0.04  # a unit detects its label when IoU > this
+    threshold_on: str = "upsampled"  # quantile over the upsampled maps, or "raw" maps
+    category_aware: bool = True  # IoU of a concept counts only images annotated for its category
+    split: str = "all"  # all | train | val
+    batch_size: int = 32
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    mean: tuple[float, ...] | None = None  # input normalisation; None: the model's own
+    std: tuple[float, ...] | None = None
+    seed: int = 0  # of the quantile sketch's sampling
+    topk: int = 12
+    histogram_bins: int = 64
+    quantile_memory: int = 1 << 30  # bytes for exact quantiles; beyond: the sampling sketch
+    cache_memory: int = 2 << 30  # bytes of activations kept for pass 2 (0: forward twice)
+    num_workers: int = 0  # image decoding processes
+    checkpoint_every: int = 50  # batches between checkpoints
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+
+        def number(name: str, kind: type, low: float | None = None, high: float | None = None,
+                   open_low: bool = False, open_high: bool = False) -> None:
+            value = getattr(self, name)
+            flag = _flag(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float
+                                                         else int):
+                problems.append(f"{flag} must be {'a number' if kind is float else 'an integer'}, "
+                                f"got {value!r}")
+                return
+            if kind is float and not math.isfinite(value):
+                problems.append(f"{flag} must be finite, got {value!r}")
+                return
+            if low is not None and (value <= low if open_low else value < low):
+                problems.append(f"{flag} must be {'>' if open_low else '>='} {low}, got {value!r}")
+            elif high is not None and (value >= high if open_high else value > high):
+                problems.append(f"{flag} must be {'<' if open_high else '<='} {high}, "
+                                f"got {value!r}")
+
+        number("quantile", float, 0.0, 1.0, open_low=True, open_high=True)
+        number("iou_threshold", float, 0.0)
+        number("batch_size", int, 1)
+        number("seed", int, 0)
+        number("topk", int, 1)
+        number("histogram_bins", int, 1)
+        number("quantile_memory", int, 1)
+        number("cache_memory", int, 0)
+        number("num_workers", int, 0)
+        number("checkpoint_every", int, 1)
+        if self.threshold_on not in ("upsampled", "raw"):
+            problems.append(f"--threshold-on must be upsampled or raw, got {self.threshold_on!r}")
+        if self.split not in ("all", "train", "val"):
+            problems.append(f"--split must be all, train or val, got {self.split!r}")
+        if not isinstance(self.category_aware, bool):
+            problems.append(f"category_aware must be True or False, got {self.category_aware!r}")
+        device = str(self.device)
+        if device.split(":")[0] not in _DEVICES or (":" in device and not (
+                device.startswith("cuda:") and device[5:].isdigit())):
+            problems.append(f"--device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                value = tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                problems.append(f"--{name} must be three numbers R,G,B, got {value!r}")
+                continue
+            if len(value) != 3 or not all(math.isfinite(v) for v in value):
+                problems.append(f"--{name} must be three finite numbers R,G,B, got {value!r}")
+            elif name == "std" and min(value) <= 0:
+                problems.append(f"--std must be positive, got {value!r}")
+            else:
+                setattr(self, name, value)
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+def _flag(name: str) -> str:
+    return {"num_workers": "--workers", "histogram_bins": "--histogram-bins"}.get(
+        name, "--" + name.replace("_", "-"))
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device for ``auto`` (cuda, else mps, else cpu) or a named device."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine",
+                          hint="use --device auto or cpu")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and
+                                     torch.backends.mps.is_available()):
+        raise ConfigError(f"--device {name}: MPS is not available on this machine",
+                          hint="use --device auto or cpu")
+    return device
+
+
+# ---------------------------------------------------------------------------------------
+# One layer's statistics and passes
+
+
+#: Stages of a run: the forward pass (pass 1), then sweeps over the probe images.
+_FORWARD, _COLLECT, _FALLBACK, _COUNT, _DONE = 1, 2, 3, 4, 5
+_STAGE_NAMES = {_FORWARD: "pass 1/2", _COLLECT: "exact tail", _FALLBACK: "exact tail, rest",
+                _COUNT: "pass 2/2"}
+#: The pass-1 estimate of an exact threshold takes the quantile at q * this (a lower value).
+_ESTIMATE_SLACK = 1.25
+#: Values wanted above the estimate in the column sample (its statistical weight).
+_ESTIMATE_TAIL = 2000
+#: The estimate strategy is used when the column sample takes at most every 4th column.
+_ESTIMATE_MIN_STRIDE = 4
+
+
+class _LayerWork:
+    """The statistics of one layer through the stages of a run.
+
+    Thresholds come from one of two strategies, with identical results when exact:
+
+    * ``stream``: pass 1 feeds a ``TailQuantile`` (exact, or the sampling sketch);
+    * ``estimate`` (exact thresholds, every batch in the activation cache): pass 1 feeds a
+      cheap ``TailQuantile`` over every k-th output column at q * 1.25, a lower estimate of
+      T_k; a sweep over the cache then keeps the exact tail above it, which determines T_k
+      whenever the estimate is below it (checked); units where it is not get an exact
+      streaming sweep of their own. This avoids most of the cost of streaming, whose floor
+      starts low and rises slowly.
+    """
+
+    def __init__(self, name: str, shape: Sequence[int], capacity: int, exact: bool,
+                 estimate: bool, ctx: _Context) -> None:
+        units, h, w = (int(s) for s in shape)
+        self.name, self.shape, self.capacity, self.ctx = name, (units, h, w), capacity, ctx
+        device, options = ctx.device, ctx.options
+        mask = (ctx.mask_size, ctx.mask_size)
+        self.up = Upsampler((h, w), mask, device)
+        q_size = mask if options.threshold_on == "upsampled" else (h, w)
+        self.qup = self.up if q_size == mask else Upsampler((h, w), q_size, device)
+        self.exact_capacity = exact  # capacity holds the whole tail: no sampling needed
+        self.total = ctx.num_images * self.qup.pixels
+        self.tail = TailQuantile(units, options.quantile, capacity, options.seed, device,
+                                 expected_count=self.total)
+        self.strategy = "estimate" if estimate else "stream"
+        self.estimate: TailQuantile | None = None
+        self.eup: Upsampler | None = None
+        if estimate:
+            stride = self.estimate_stride(options.quantile, self.total, q_size[1])
+            self.eup = Upsampler((h, w), q_size, device,
+                                 columns=range(stride // 2, q_size[1], stride))
+            q_low = min(0.5, options.quantile * _ESTIMATE_SLACK)
+            count = ctx.num_images * self.eup.pixels
+            self.estimate = TailQuantile(units, q_low, needed_top(count, q_low) + 2,
+                                         options.seed, device, expected_count=count)
+        self.fallback: TailQuantile | None = None
+        self.fallback_units: torch.Tensor | None = None
+        self.range = ValueRange(units, device)
+        self.nonfinite = 0
+        self.thresholds: torch.Tensor | None = None
+        self.exact: bool | None = None
+        self.iou: IoUCounts | None = None
+        self.topk: TopK | None = None
+        self.hist: Histogram | None = None
+
+    @staticmethod
+    def estimate_stride(quantile: float, total: int, width: int) -> int:
+        """Every how many output columns the pass-1 estimate looks (1: not worth it)."""
+        return int(max(1, min(8, width // 4, quantile * total // _ESTIMATE_TAIL)))
+
+    @staticmethod
+    def _clean(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Maps as float32 with non-finite values zeroed, and where they were (None: nowhere)."""
+        maps = maps.float()
+        bad = ~torch.isfinite(maps)
+        if not bool(bad.any()):
+            return maps, None
+        return maps.masked_fill(bad, 0.0), bad
+
+    def _feed(self, sketch: TailQuantile, up: Upsampler, maps: torch.Tensor,
+              bad: torch.Tensor | None, indices: torch.Tensor) -> None:
+        """Offer one batch's upsampled values to a quantile statistic."""
+        device = maps.device
+        units = maps.shape[1]
+        if sketch.rate_level == 0 and self.exact_capacity:
+            # exact: every value counts and none is ever dropped for sampling
+            levels = torch.zeros(maps.shape[0], up.pixels, dtype=torch.uint8, device=device)
+        else:
+            levels = torch.from_numpy(sample_levels(indices, up.pixels,
+                                                    self.ctx.options.seed)).to(device)
+        excluded = None if bad is None else up(bad.float()).flatten(2) > 0
+        counts = torch.bincount(levels.reshape(-1).long(), minlength=LEVELS)
+        dropped = None
+        if excluded is not None:
+            b, u, p = excluded.nonzero(as_tuple=True)
+            dropped = torch.zeros(units * LEVELS, dtype=torch.int64, device=device)
+            dropped.index_add_(0, u * LEVELS + levels[b, p].long(), torch.ones_like(u))
+            dropped = dropped.view(units, LEVELS)
+        sketch.add_counts(counts, dropped)
+        before = sketch.floor
+        values, value_levels, floor = up.tail(maps, before, sketch.capacity, levels,
+                                              sketch.rate_level, excluded)
+        # only a floor the batch raised comes with the guarantee (not a preset one kept)
+        raised = torch.where(floor > before, floor, torch.full_like(floor, float("-inf")))
+        sketch.add_candidates(values, value_levels, raised)
+
+    def needs(self, stage: int) -> bool:
+        """Whether this layer has work in ``stage``."""
+        if stage == _COLLECT:
+            return self.strategy == "estimate"
+        if stage == _FALLBACK:
+            return self.fallback is not None
+        return stage in (_FORWARD, _COUNT)
+
+    def step(self, stage: int, maps: torch.Tensor, payload: _Payload) -> None:
+        """Process one batch in ``stage``."""
+        maps, bad = self._clean(maps)
+        if stage == _FORWARD:
+            if bad is not None:
+                self.nonfinite += int(bad.sum())
+            self.range.add(maps, bad)
+            if self.estimate is not None:
+                self._feed(self.estimate, self.eup, maps, bad, payload.indices)
+            else:
+                self._feed(self.tail, self.qup, maps, bad, payload.indices)
+        elif stage == _COLLECT:
+            self._feed(self.tail, self.qup, maps, bad, payload.indices)
+        elif stage == _FALLBACK:
+            self._feed(self.fallback, self.qup, maps, bad, payload.indices)
+        elif stage == _COUNT:
+            self._count(maps, bad, payload)
+
+    def end(self, stage: int) -> None:
+        """Finish ``stage``."""
+        if stage == _FORWARD and self.estimate is not None:
+            self.tail.preset_floor(self.estimate.quantile_threshold())
+        elif stage == _FORWARD or stage == _COLLECT:
+            self.thresholds, determined = self.tail.quantile_values()
+            missing = (~determined).nonzero()[:, 0]
+            if missing.numel() and self.strategy == "estimate":
+                # the estimate was not below T_k for these units: stream them exactly
+                self.fallback_units = missing
+                self.fallback = self._fallback_sketch()
+            else:
+                self._fix_thresholds(determined)
+        elif stage == _FALLBACK:
+            found, determined = self.fallback.quantile_values()
+            units = self.fallback_units
+            self.thresholds[units] = found[units]
+            full = torch.ones(self.shape[0], dtype=torch.bool, device=self.ctx.device)
+            full[units] = determined[units]
+            self._fix_thresholds(full)
+
+    def _fallback_sketch(self) -> TailQuantile:
+        """Exact streaming for the fallback units. It sees every unit, as the other stages do
+        (the horizontal pass is a GEMM whose rounding may depend on its shape), but the
+        others, floored at +inf, keep nothing."""
+        options, device = self.ctx.options, self.ctx.device
+        sketch = TailQuantile(self.shape[0], options.quantile, self.capacity, options.seed,
+                              device, expected_count=self.total)
+        floor = torch.full((self.shape[0],), float("inf"), device=device)
+        floor[self.fallback_units] = float("-inf")
+        sketch.preset_floor(floor)
+        return sketch
+
+    def _fix_thresholds(self, determined: torch.Tensor) -> None:
+        self.exact = self.tail.rate_level == 0 and bool(determined.all())
+        if not bool(determined.all()):
+            log.warning("layer %s: the quantile buffer ran short for %d units; their thresholds "
+                        "are approximate", self.name, int((~determined).sum()))
+        self._setup_count()
+
+    def _setup_count(self) -> None:
+        units, h, w = self.shape
+        ctx = self.ctx
+        self.hist = Histogram(units, ctx.options.histogram_bins, self.range.low, self.range.high,
+                              ctx.device)
+        self.iou = IoUCounts(units, ctx.num_columns, ctx.num_categories, ctx.device)
+        self.topk = TopK(units, min(ctx.options.topk, ctx.num_images), (h, w), ctx.device)
+
+    def _count(self, maps: torch.Tensor, bad: torch.Tensor | None, payload: _Payload) -> None:
+        """Count IoU terms, top-k images and the histogram with the fixed thresholds."""
+        assert self.thresholds is not None and self.iou and self.topk and self.hist
+        excluded = None if bad is None else self.up(bad.float()).flatten(2) > 0
+        b, u, pixel = self.up.above(maps, self.thresholds, excluded)
+        self.iou.add(b, u, pixel, payload.labels, payload.image_labels, payload.has_category,
+                     None if excluded is None else excluded.sum((0, 2)))
+        scores = maps if bad is None else maps.masked_fill(bad, float("-inf"))
+        self.topk.add(scores.amax((2, 3)), payload.indices, maps)
+        self.hist.add(maps, bad)
+
+    _STATS = ("tail", "estimate", "fallback", "range", "iou", "topk", "hist")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every statistic, for a checkpoint."""
+        return {"shape": list(self.shape), "capacity": self.capacity,
+                "exact_capacity": self.exact_capacity, "strategy": self.strategy,
+                "nonfinite": self.nonfinite, "exact": self.exact,
+                "thresholds": None if self.thresholds is None else self.thresholds.cpu(),
+                "fallback_units": None if self.fallback_units is None
+                else self.fallback_units.cpu(),
+                **{k: (None if getattr(self, k) is None else getattr(self, k).state_dict())
+                   for k in self._STATS}}
+
+    @classmethod
+    def from_state(cls, name: str, state: dict[str, Any], ctx: _Context) -> _LayerWork:
+        """Rebuild from ``state_dict()`` output."""
+        work = cls(name, state["shape"], int(state["capacity"]), bool(state["exact_capacity"]),
+                   state["strategy"] == "estimate", ctx)
+        work.nonfinite, work.exact = int(state["nonfinite"]), state["exact"]
+        device = ctx.device
+        if state["thresholds"] is not None:
+            work.thresholds = state["thresholds"].to(device)
+        if state["fallback_units"] is not None:
+            work.fallback_units = state["fallback_units"].to(device)
+            work.fallback = work._fallback_sketch()
+        for key in cls._STATS:  # the range first: the histogram's edges come from it
+            if key == "iou" and state["iou"] is not None:
+                work._setup_count()
+            if state[key] is not None:
+                getattr(work, key).load_state_dict(state[key])
+        return work
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the manifest."""
+        coverage = self.iou.coverage() if self.iou is not None else np.zeros(0)
+        return {
+            "shape": list(self.shape),
+            "nonfinite": self.nonfinite,
+            "quantile_method": "exact" if self.exact else "sampled",
+            "quantile_strategy": self.strategy,
+            "quantile_fallback_units": 0 if self.fallback_units is None
+            else int(self.fallback_units.numel()),
+            "quantile_sample_rate": self.tail.rate,
+            "quantile_capacity": self.capacity,
+            "quantile_tail_samples_min": float(self.tail.tail_samples().min()),
+            "quantile_rel_error_999": float(self.tail.rel_error().max()),
+            "coverage_mean": float(coverage.mean()) if coverage.size else None,
+        }
+
+    def write(self, folder: Path, fp: str) -> None:
+        """Write the layer's files; ``layer.json`` last, as the mark of a finished layer."""
+        ctx = self.ctx
+        assert self.iou is not None and self.topk is not None and self.hist is not None
+        iou = self.iou.iou(ctx.concept_category, ctx.options.category_aware)
+        labels = label_units(iou, ranks=3)
+        coverage = self.iou.coverage()
+        thresholds = self.thresholds.cpu().numpy()
+        threshold = ctx.options.iou_threshold
+        rows = []
+        for label in labels:
+            names = [ctx.concept_names.get(c, "") for c in label.concept_ids]
+            best = label.concept_ids[0]
+            rows.append([
+                label.unit, names[0], best, ctx.concept_categories.get(best, ""),
+                _num(label.ious[0]), int(best > 0 and label.ious[0] > threshold),
+                _num(thresholds[label.unit]), _num(coverage[label.unit]),
+                names[1], _num(label.ious[1]), names[2], _num(label.ious[2]),
+            ])
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.write_npy(folder / "iou.npy", iou)
+        atomic.write_csv(folder / "units.csv",
+                         ["unit", "label", "concept_id", "category", "iou", "detector",
+                          "threshold", "coverage", "label2", "iou2", "label3", "iou3"], rows)
+        atomic.write_npz(folder / "topk.npz", **self.topk.result())
+        atomic.write_npz(folder / "histogram.npz", **self.hist.result())
+        summary = summarize_layer(labels, ctx.categories, ctx.concept_category, threshold)
+        atomic.write_json(folder / "layer.json", {
+            "layer": self.name, "shape": list(self.shape), "units": self.shape[0],
+            "iou_threshold": threshold, **summary,
+            "quantile": ctx.options.quantile, "threshold_on": ctx.options.threshold_on,
+            "quantile_method": "exact" if self.exact else "sampled",
+            "fingerprint": fp,
+        })
+
+
+def _num(value: float) -> str:
+    """A float32-precision number, shortest round-trip text."""
+    return str(np.float32(value))
+
+
+# ---------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class _Payload:
+    """What pass 2 needs of one batch besides the activations."""
+
+    indices: torch.Tensor
+    labels: torch.Tensor  # [B, L, P] deduplicated
+    image_labels: torch.Tensor  # [B, M] deduplicated
+    has_category: torch.Tensor
+
+    def to(self, device: torch.device) -> _Payload:
+        return _Payload(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in
+                   (self.indices, self.labels, self.image_labels, self.has_category))
+
+
+@dataclass
+class _Context:
+    """Run-wide settings the layers share."""
+
+    options: DissectOptions
+    device: torch.device
+    mask_size: int
+    num_columns: int
+    num_categories: int
+    num_images: int
+    categories: list[str]
+    concept_category: np.ndarray
+    concept_names: dict[int, str]
+    concept_categories: dict[int, str]
+
+
+class _Cache:
+    """Activations and payloads of pass-1 batches, on the CPU, within a byte budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.used = budget, 0
+        self.items: dict[int, tuple[_Payload, dict[str, torch.Tensor]]] = {}
+        self.full = budget <= 0
+
+    def put(self, index: int, payload: _Payload, acts: dict[str, torch.Tensor]) -> None:
+        if self.full:
+            return
+        size = payload.nbytes() + sum(a.numel() * 4 for a in acts.values())
+        if self.used + size > self.budget:
+            self.full = True  # keep a contiguous run of batches: later ones are recomputed
+            return
+        self.used += size
+        self.items[index] = (payload.to(torch.device("cpu")),
+                             {k: a.float().cpu() for k, a in acts.items()})
+
+    def get(self, index: int) -> tuple[_Payload, dict[str, torch.Tensor]] | None:
+        return self.items.get(index)
+
+    def drop(self, index: int) -> None:
+        item = self.items.pop(index, None)
+        if item is not None:
+            self.used -= item[0].nbytes() + sum(a.numel() * 4 for a in item[1].values())
+
+
+def _normalisation(options: DissectOptions, model: Any) -> tuple[tuple[float, ...], ...]:
+    mean = options.mean or tuple(getattr(model, "mean", None) or IMAGENET_MEAN)
+    std = options.std or tuple(getattr(model, "std", None) or IMAGENET_STD)
+    if len(mean) != 3 or len(std) != 3:
+        raise ConfigError(f"the model declares a {len(mean)}-channel mean/std; "
+                          "give three-channel --mean and --std for RGB probe images")
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _capacities(shapes: dict[str, tuple[int, int, int]], ctx: _Context
+                ) -> tuple[dict[str, int], dict[str, bool]]:
+    """Quantile buffer per layer, and whether it holds the exact tail: exact tails while they
+    fit the memory budget (smallest first), else equal shares for the sampling sketch."""
+    options = ctx.options
+    exact: dict[str, int] = {}
+    for name, (units, h, w) in shapes.items():
+        pixels = ctx.mask_size ** 2 if options.threshold_on == "upsampled" else h * w
+        exact[name] = max(8, needed_top(ctx.num_images * pixels, options.quantile) + 2)
+    budget = options.quantile_memory // BYTES_PER_SLOT  # slots for all units together
+    units_left = sum(s[0] for s in shapes.values())
+    capacity: dict[str, int] = {}
+    for name in sorted(shapes, key=lambda n: (exact[n], n)):
+        units = shapes[name][0]
+        share = budget // max(1, units_left)
+        capacity[name] = exact[name] if exact[name] <= share else max(MIN_CAPACITY, share)
+        budget -= capacity[name] * units
+        units_left -= units
+    return capacity, {n: capacity[n] >= exact[n] for n in shapes}
+
+
+def _layer_done(folder: Path, fp: str) -> bool:
+    info = folder / "layer.json"
+    if not info.is_file():
+        return False
+    try:
+        data = json.loads(info.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    files = ("units.csv", "iou.npy", "topk.npz", "histogram.npz")
+    return data.get("fingerprint") == fp and all((folder / f).is_file() for f in files)
+
+
+def _load_checkpoint(path: Path, fp: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a checkpoint is only a shortcut: start over rather than fail
+        log.warning("ignoring unreadable checkpoint %s: %s", path, e)
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fp:
+        return None
+    return state
+
+
+def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path,
+            options: DissectOptions | None = None, progress: bool = True, *,
+            dataset_spec: str | None = None, command: Sequence[str] | None = None) -> Path:
+    """Dissect ``layers`` of a LoadedModel over ``probe``; write (or resume) the run at ``out``."""
+    from ..models import resolve_layers
+
+    options = options or DissectOptions()
+    device = resolve_device(options.device)
+    module = model.module
+    layers = resolve_layers(module, layers)
+    for name in layers:
+        if not _SAFE_LAYER.fullmatch(name) or ".." in name:
+            raise ConfigError(f"layer name {name!r} cannot be used as a folder name")
+    mean, std = _normalisation(options, model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    indices = np.asarray(probe.split_indices(options.split), dtype=np.int64)
+    if indices.size == 0:
+        raise DatasetError(f"the {options.split!r} split of {probe.path} has no images",
+                           hint="use --split all")
+    ctx = _Context(
+        options=options, device=device, mask_size=int(probe.mask_size),
+        num_columns=int(probe.num_columns), num_categories=len(probe.categories),
+        num_images=int(indices.size), categories=list(probe.categories),
+        concept_category=np.asarray(probe.concept_category, dtype=np.int64),
+        concept_names={c.id: c.name for c in probe.concepts},
+        concept_categories={c.id: c.category for c in probe.concepts},
+    )
+    result_options = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+                      if f.name not in ("device", "num_workers", "checkpoint_every",
+                                        "cache_memory")}
+    base = {"engine": ENGINE_VERSION, "format_version": FORMAT_VERSION,
+            "model": {"spec": model.spec, "weights_sha256": model.weights_sha256,
+                      "seed": getattr(model, "seed", None)},
+            "dataset": {"fingerprint": probe.fingerprint, "split": options.split,
+                        "images": ctx.num_images, "mask_size": ctx.mask_size},
+            "options": {**result_options, "mean": mean, "std": std}, "device": device.type}
+    fps = {name: fingerprint(base, name) for name in layers}
+    todo = [name for name in layers if not _layer_done(out / "layers" / name, fps[name])]
+    stats = _previous_stats(out)
+    started = time.perf_counter()
+    group_fp = fingerprint(sorted(fps[name] for name in todo))
+    checkpoint = out / "checkpoints" / f"{group_fp[:24]}.pt"
+    if todo:
+        stats.update(_dissect_group(module, todo, probe, indices, ctx, mean, std, fps,
+                                    out, checkpoint, group_fp, progress))
+    concepts = sorted(probe.concepts, key=lambda c: c.id)
+    atomic.write_csv(out / "concepts.csv", ["id", "name", "category", "level", "frequency"],
+                     [[c.id, c.name, c.category, c.level, c.frequency] for c in concepts])
+    used_exact = {stats.get(n, {}).get("quantile_method") for n in layers}
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "created": utc_now(),
+        "command": list(command) if command is not None else None,
+        "versions": software_versions(),
+        "model": {"spec": model.spec,
+                  "weights": str(model.weights) if model.weights is not None else None,
+                  "weights_sha256": model.weights_sha256, "seed": getattr(model, "seed", None),
+                  "kind": getattr(model, "kind", None), "layers": list(layers)},
+        "dataset": {"spec": dataset_spec if dataset_spec is not None else str(probe.path),
+                    "path": str(probe.path), "fingerprint": probe.fingerprint,
+                    "images": ctx.num_images, "total_images": len(probe),
+                    "image_size": int(probe.image_size), "mask_size": ctx.mask_size,
+                    "split": options.split, "num_columns": ctx.num_columns,
+                    "categories": ctx.categories},
+        "options": {**dataclasses.asdict(options), "mean": list(mean), "std": list(std),
+                    "device": device.type, "device_requested": options.device,
+                    "quantile_method": used_exact.pop() if len(used_exact) == 1 else "mixed",
+                    "quantile_interpolation": "linear", "upsampling": "bilinear",
+                    "align_corners": False, "engine_version": ENGINE_VERSION},
+        "stats": {"layers": {n: stats.get(n, {}) for n in layers}, "skipped_images": 0,
+                  "seconds": round(time.perf_counter() - started, 3)},
+        "machine": machine_info(device),
+        "fingerprints": fps,
+    }
+    atomic.write_json(out / "manifest.json", manifest)
+    if checkpoint.exists():
+        checkpoint.unlink()
+    try:
+        (out / "checkpoints").rmdir()  # only if no other run's checkpoint is left
+    except OSError:
+        pass
+    return out
+
+
+def _previous_stats(out: Path) -> dict[str, Any]:
+    path = out / "manifest.json"
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8"))["stats"]["layers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _dissect_group(module: torch.nn.Module, layers: list[str], probe: Any, indices: np.ndarray,
+                   ctx: _Context, mean: tuple[float, ...], std: tuple[float, ...],
+                   fps: dict[str, str], out: Path, checkpoint: Path, group_fp: str,
+                   progress: bool) -> dict[str, Any]:
+    """Run every stage for ``layers`` together; write their files; return their stats."""
+    from tqdm.auto import tqdm
+
+    from ..models import LayerTrace
+
+    options, device = ctx.options, ctx.device
+    batch_size = options.batch_size
+    n_batches = math.ceil(len(indices) / batch_size)
+    works: dict[str, _LayerWork] = {}
+    stage, cursor, elapsed = _FORWARD, 0, 0.0
+    timing: dict[str, float] = {}  # seconds per stage
+    state = _load_checkpoint(checkpoint, group_fp)
+    if state is not None:
+        stage, cursor, elapsed = int(state["stage"]), int(state["cursor"]), float(state["elapsed"])
+        timing = {str(k): float(v) for k, v in state.get("timing", {}).items()}
+        works = {n: _LayerWork.from_state(n, state["layers"][n], ctx) for n in layers}
+        log.info("resuming %s at stage %d, batch %d", out, stage, cursor)
+    started = time.perf_counter()
+
+    def save(stage: int, cursor: int) -> None:
+        atomic.write_torch(checkpoint, {
+            "fingerprint": group_fp, "stage": stage, "cursor": cursor,
+            "elapsed": elapsed + time.perf_counter() - started, "timing": timing,
+            "layers": {n: w.state_dict() for n, w in works.items()}})
+
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    was_training = module.training
+    module.to(device).eval()
+    trace = LayerTrace(module, layers, stop=True)
+    cache = _Cache(options.cache_memory)
+
+    def forward(batch: Any) -> dict[str, torch.Tensor]:
+        trace.run((batch.images.to(device) - mean_t) / std_t)
+        return {n: trace[n] for n in layers}
+
+    def payload_of(batch: Any) -> _Payload:
+        labels = batch.labels
+        if labels.shape[-1] != ctx.mask_size or labels.shape[-2] != ctx.mask_size:
+            raise DatasetError(f"label maps are {labels.shape[-2]}x{labels.shape[-1]}, the "
+                               f"dataset declares mask size {ctx.mask_size}")
+        return _Payload(batch.indices.to(device), dedupe_labels(labels.to(device)).flatten(2),
+                        dedupe_image_labels(batch.image_labels.to(device)),
+                        batch.has_category.to(device))
+
+    def computed(start: int, stop: int) -> Iterator[tuple[int, _Payload, dict]]:
+        chunk = indices[start * batch_size:stop * batch_size]
+        for i, batch in enumerate(probe.batches(chunk, batch_size,
+                                                num_workers=options.num_workers,
+                                                device=str(device)), start=start):
+            yield i, payload_of(batch), forward(batch)
+
+    def swept(start: int) -> Iterator[tuple[int, _Payload, dict]]:
+        """Batches from the cache where it has them, else computed again (same values)."""
+        i = start
+        while i < n_batches:
+            item = cache.get(i)
+            if item is not None:
+                yield i, item[0].to(device), {k: a.to(device) for k, a in item[1].items()}
+                i += 1
+                continue
+            stop = i
+            while stop < n_batches and stop not in cache.items:
+                stop += 1
+            yield from computed(i, stop)
+            i = stop
+
+    def create(acts: dict[str, torch.Tensor], payload: _Payload) -> dict[str, _LayerWork]:
+        shapes = {n: tuple(int(s) for s in acts[n].shape[1:]) for n in layers}
+        capacity, exact = _capacities(shapes, ctx)
+        per_batch = payload.nbytes() + sum(a.numel() * 4 for a in acts.values())
+        cached = per_batch * n_batches <= options.cache_memory
+        result = {}
+        for n in layers:
+            q_width = ctx.mask_size if options.threshold_on == "upsampled" else shapes[n][2]
+            q_pixels = q_width * (ctx.mask_size if options.threshold_on == "upsampled"
+                                  else shapes[n][1])
+            stride = _LayerWork.estimate_stride(options.quantile, ctx.num_images * q_pixels,
+                                                q_width)
+            # a sparse column sample pays; a dense one costs about what it saves
+            result[n] = _LayerWork(n, shapes[n], capacity[n], exact[n],
+                                   cached and exact[n] and stride >= _ESTIMATE_MIN_STRIDE, ctx)
+        return result
+
+    try:
+        with torch.no_grad(), trace:
+            while stage < _DONE:
+                if works and not any(w.needs(stage) for w in works.values()):
+                    stage, cursor = stage + 1, 0
+                    continue
+                bar = tqdm(total=n_batches, initial=cursor, desc=f"dissect {_STAGE_NAMES[stage]}",
+                           unit="batch", disable=not progress)
+                stage_started = time.perf_counter()
+                source = computed(cursor, n_batches) if stage == _FORWARD else swept(cursor)
+                for i, payload, acts in source:
+                    if stage == _FORWARD:
+                        if not works:
+                            works = create(acts, payload)
+                        cache.put(i, payload, acts)
+                    for name, work in works.items():
+                        if work.needs(stage):
+                            work.step(stage, acts[name], payload)
+                    if stage == _COUNT:
+                        cache.drop(i)
+                    cursor = i + 1
+                    if cursor % options.checkpoint_every == 0 and cursor < n_batches:
+                        save(stage, cursor)
+                    bar.update()
+                    if _after_batch is not None:
+                        _after_batch(stage, i)
+                bar.close()
+                for work in works.values():
+                    if work.needs(stage):
+                        work.end(stage)
+                name = _STAGE_NAMES[stage]
+                timing[name] = round(timing.get(name, 0.0) + time.perf_counter() - stage_started, 3)
+                stage, cursor = stage + 1, 0
+                save(stage, 0)
+    finally:
+        module.train(was_training)
+    total = elapsed + time.perf_counter() - started
+    stats = {}
+    for name in layers:
+        works[name].write(out / "layers" / name, fps[name])
+        stats[name] = {**works[name].stats(), "seconds": round(total, 3),
+                       "stage_seconds": dict(timing)}
+    return stats
