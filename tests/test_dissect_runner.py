@@ -265,10 +265,11 @@ class Stop(Exception):
     pass
 
 
-FORWARD, COUNT = runner_mod._FORWARD, runner_mod._COUNT
+FORWARD, SEARCH, COUNT = runner_mod._FORWARD, runner_mod._SEARCH, runner_mod._COUNT
 
 
-@pytest.mark.parametrize("stage,after", [(FORWARD, 1), (FORWARD, 2), (COUNT, 0), (COUNT, 2)])
+@pytest.mark.parametrize("stage,after", [(FORWARD, 1), (FORWARD, 2), (SEARCH, 1), (COUNT, 0),
+                                         (COUNT, 2)])
 def test_resume_after_interruption_is_byte_identical(tmp_path, monkeypatch, stage, after):
     probe, model = make_probe(), make_model()
     opts = options(checkpoint_every=1)
@@ -293,16 +294,15 @@ def test_resume_after_interruption_is_byte_identical(tmp_path, monkeypatch, stag
 
 def test_sampled_quantile_resume_and_cache_free_run_agree(tmp_path, monkeypatch):
     probe, model = make_probe(n=40), make_model()
-    small = dict(quantile_memory=1, checkpoint_every=1)  # forces the sampling sketch
+    # no room for the activations nor for the exact tail: the one-pass sampling sketch
+    small = dict(quantile_memory=1, checkpoint_every=1, cache_memory=0)
     monkeypatch.setattr(runner_mod, "MIN_CAPACITY", 16)
     reference = _outputs(dissect(model, ["pool1", "pool2"], probe, tmp_path / "a",
                                  options(**small), progress=False))
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["stats"]["layers"]["pool1"]["quantile_strategy"] == "stream"
     assert manifest["stats"]["layers"]["pool1"]["quantile_method"] == "sampled"
     assert manifest["stats"]["layers"]["pool1"]["quantile_sample_rate"] < 1
-    no_cache = _outputs(dissect(model, ["pool1", "pool2"], probe, tmp_path / "b",
-                                options(cache_memory=0, **small), progress=False))
-    assert no_cache == reference
 
     def hook(pass_number, batch):
         if (pass_number, batch) == (1, 3):
@@ -400,41 +400,13 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
-@pytest.mark.parametrize("slack", [3.0, 0.5])  # 0.5: the estimate is above T, units fall back
-def test_estimate_then_exact_tail_gives_the_streaming_result(tmp_path, monkeypatch, slack):
+def test_search_and_exact_stream_give_identical_files(tmp_path):
     probe, model = make_probe(n=30), make_model()
-    streamed = _outputs(dissect(model, ["pool1", "pool2"], probe, tmp_path / "a",
-                                options(cache_memory=0), progress=False))
-    monkeypatch.setattr(runner_mod, "_ESTIMATE_TAIL", 10)  # worth it even on this small set
-    monkeypatch.setattr(runner_mod, "_ESTIMATE_SLACK", slack)
-    stages = set()
-    monkeypatch.setattr(runner_mod, "_after_batch", lambda p, b: stages.add(p))
-    out = dissect(model, ["pool1", "pool2"], probe, tmp_path / "b", options(), progress=False)
-    manifest = json.loads((out / "manifest.json").read_text())
-    layer = manifest["stats"]["layers"]["pool1"]
-    assert layer["quantile_strategy"] == "estimate" and layer["quantile_method"] == "exact"
-    assert runner_mod._COLLECT in stages
-    if slack < 1:  # (ties at the estimate, e.g. ReLU zeros, may fall back too)
-        assert layer["quantile_fallback_units"] > 0 and runner_mod._FALLBACK in stages
-    assert _outputs(out) == streamed
-
-
-def test_estimate_strategy_resumes_in_every_stage(tmp_path, monkeypatch):
-    probe, model = make_probe(n=30), make_model()
-    monkeypatch.setattr(runner_mod, "_ESTIMATE_TAIL", 10)
-    monkeypatch.setattr(runner_mod, "_ESTIMATE_SLACK", 0.5)
-    reference = _outputs(dissect(model, ["pool1", "pool2"], probe, tmp_path / "a",
-                                 options(checkpoint_every=1), progress=False))
-    for stage in (runner_mod._COLLECT, runner_mod._FALLBACK):
-        def hook(pass_number, batch, stage=stage):
-            if (pass_number, batch) == (stage, 2):
-                raise Stop()
-
-        monkeypatch.setattr(runner_mod, "_after_batch", hook)
-        with pytest.raises(Stop):
-            dissect(model, ["pool1", "pool2"], probe, tmp_path / f"b{stage}",
-                    options(checkpoint_every=1), progress=False)
-        monkeypatch.setattr(runner_mod, "_after_batch", None)
-        again = dissect(model, ["pool1", "pool2"], probe, tmp_path / f"b{stage}",
-                        options(checkpoint_every=1), progress=False)
-        assert _outputs(again) == reference
+    streamed = dissect(model, ["pool1", "pool2"], probe, tmp_path / "a",
+                       options(cache_memory=0), progress=False)
+    searched = dissect(model, ["pool1", "pool2"], probe, tmp_path / "b", options(),
+                       progress=False)
+    for out, strategy in ((streamed, "stream"), (searched, "search")):
+        layer = json.loads((out / "manifest.json").read_text())["stats"]["layers"]["pool1"]
+        assert layer["quantile_strategy"] == strategy and layer["quantile_method"] == "exact"
+    assert _outputs(searched) == _outputs(streamed)

@@ -69,6 +69,15 @@ def _groups(axis: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "min_step": float(steps.min()) if steps.size else 1.0}
 
 
+def _window_index(g0: np.ndarray, g1: np.ndarray, n: int, device: torch.device
+                  ) -> torch.Tensor | None:
+    """For groups blending sources (g0, g1): the 2-wide window of the edge-padded axis
+    (window j covers sources j - 1 and j, clamped) holding each, or None if one has none."""
+    index = np.where(g1 == g0 + 1, g1, np.where(g0 == 0, 0, n))
+    ok = (g1 == g0 + 1) | ((g0 == g1) & ((g0 == 0) | (g0 == n - 1)))
+    return torch.as_tensor(index, device=device) if bool(ok.all()) else None
+
+
 class Upsampler:
     """Bilinear upsampling of [B, U, h, w] maps to [B, U, H, W], densely or by segments.
 
@@ -119,6 +128,11 @@ class Upsampler:
         self.col0, self.col_length = t(gx["start"]), t(gx["length"])
         self.gx0, self.gx1 = t(gx["g0"]), t(gx["g1"])
         self.cell_area = int(gy["length"].max() * gx["length"].max())
+        self._cell_rows = _window_index(gy["g0"], gy["g1"], h, self.device)
+        self._cell_cols = _window_index(gx["g0"], gx["g1"], w, self.device)
+        self._cell_windows_all = (self._cell_rows is not None and self._cell_cols is not None
+                                  and torch.equal(self._cell_rows.cpu(), torch.arange(h + 1))
+                                  and torch.equal(self._cell_cols.cpu(), torch.arange(w + 1)))
 
     # -- the two halves of the interpolation ------------------------------------------
     def horizontal(self, maps: torch.Tensor) -> torch.Tensor:
@@ -144,6 +158,34 @@ class Upsampler:
     def __call__(self, maps: torch.Tensor) -> torch.Tensor:
         """Upsample [B, U, h, w] maps to [B, U, H, W] (same values as the segment path)."""
         return self.dense(self.horizontal(maps))
+
+    def cell_bounds(self, maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The lowest, highest and mean corner of every cell, [B, U, G * Gx] each: every
+        upsampled value of a cell lies between the first two (up to rounding). A cell is a row
+        group x a column group; its pixel count is ``length[g] * col_length[x]``."""
+        if self.identity:
+            flat = maps.flatten(2)
+            return flat, flat, flat
+        if self._cell_rows is not None and self._cell_cols is not None:
+            # cells blend neighbouring rows and columns, or an edge one with itself: 2 x 2
+            # windows of the edge-padded maps, a pooling (several times faster than gathers)
+            padded = torch.nn.functional.pad(maps, (1, 1, 1, 1), mode="replicate")
+            a, b = padded[:, :, :-1], padded[:, :, 1:]  # slices beat pooling ops on the CPU
+            rmin, rmax, rsum = torch.minimum(a, b), torch.maximum(a, b), a + b
+            results = (torch.minimum(rmin[..., :-1], rmin[..., 1:]),
+                       torch.maximum(rmax[..., :-1], rmax[..., 1:]),
+                       (rsum[..., :-1] + rsum[..., 1:]) * 0.25)
+            if not self._cell_windows_all:
+                results = tuple(r.index_select(2, self._cell_rows)
+                                .index_select(3, self._cell_cols) for r in results)
+            return tuple(r.flatten(2) for r in results)
+
+        def corners(op):
+            rows = op(torch.index_select(maps, 2, self.gy0), torch.index_select(maps, 2, self.gy1))
+            return op(torch.index_select(rows, 3, self.gx0),
+                      torch.index_select(rows, 3, self.gx1)).flatten(2)
+
+        return corners(torch.minimum), corners(torch.maximum), corners(torch.add) / 4
 
     # -- segments --------------------------------------------------------------------
     def _ends(self, ah: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -281,8 +323,9 @@ class Upsampler:
                      for i in range(4))
 
     def _above_dense(self, ah: torch.Tensor, thresholds: torch.Tensor,
-                     excluded: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """Pixels with S > threshold (b, u, pixel), from the fully upsampled maps."""
+                     excluded: torch.Tensor | None = None, values: bool = False
+                     ) -> tuple[torch.Tensor, ...]:
+        """Pixels with S > threshold (b, u, pixel[, value]), from the fully upsampled maps."""
         units = ah.shape[1]
         step = max(1, CHUNK_ELEMENTS // max(1, units * self.pixels))
         found = []
@@ -291,14 +334,15 @@ class Upsampler:
             if excluded is not None:
                 s = s.masked_fill(excluded[first:first + step], float("-inf"))
             bi, u, p = (s > thresholds[None, :, None]).nonzero(as_tuple=True)
-            found.append((bi + first, u, p))
-        return tuple(torch.cat([f[i] for f in found]) for i in range(3))
+            found.append((bi + first, u, p) + ((s[bi, u, p],) if values else ()))
+        return tuple(torch.cat([f[i] for f in found]) for i in range(len(found[0])))
 
     # -- what dissection needs -----------------------------------------------------------
     def above(self, maps: torch.Tensor, thresholds: torch.Tensor,
-              excluded: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """Pixels with S > threshold: (b, u, pixel) int64 vectors, by image; ``excluded``
-        [B, U, H*W] marks pixels that never pass."""
+              excluded: torch.Tensor | None = None, values: bool = False
+              ) -> tuple[torch.Tensor, ...]:
+        """Pixels with S > threshold: (b, u, pixel) int64 vectors, by image, and their float32
+        values if ``values``; ``excluded`` [B, U, H*W] marks pixels that never pass."""
         batch, units = maps.shape[:2]
         step = self._image_step(units)
         found = []
@@ -308,11 +352,12 @@ class Upsampler:
                 maps[first:first + step], ah, thresholds, False)
             if plan is None:
                 part = None if excluded is None else excluded[first:first + step]
-                bi, u, p = self._above_dense(ah, thresholds, part)
+                got = self._above_dense(ah, thresholds, part, values)
             else:
-                parts = self._segments_above(plan, False)
-                bi, u, p = (torch.cat([part[i] for part in parts]) for i in range(3))
-            found.append((bi + first, u, p))
+                parts = self._segments_above(plan, values)
+                got = tuple(torch.cat([part[i] for part in parts])
+                            for i in range(4 if values else 3))
+            found.append((got[0] + first,) + tuple(got[1:]))
         return tuple(torch.cat(parts) for parts in zip(*found))
 
     def _guaranteed_floor(self, ah: torch.Tensor, levels: torch.Tensor, min_level: int,

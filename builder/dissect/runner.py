@@ -3,15 +3,16 @@
 All layers of one command share each pass over the probe images (docs/method.md):
 
 1. forward to the last requested layer (the rest of the network is skipped); feed each
-   layer's per-unit value range and its top-quantile statistic (``TailQuantile``), or a cheap
-   lower estimate of the thresholds;
-2. where an estimate was made: keep the exact tail above it (and stream exactly the units
-   where it was not below the threshold);
+   layer's per-unit value range and the bracket of its threshold search (``ThresholdSearch``);
+2. sweeps of the search, usually two, each computing only the upsampled values near the
+   thresholds, until every threshold is exact;
 3. with the thresholds fixed: count the exact IoU terms, the top-k images and the histograms.
 
 The later sweeps reuse the activations of pass 1, kept in memory (float32, so every sweep sees
-the same values) up to ``cache_memory`` bytes; batches beyond it are recomputed by a forward
-pass, which gives the same values (same batches, same computation). Statistics are
+the same values) up to ``cache_memory`` bytes. When they do not all fit, a sweep would cost a
+forward pass, so pass 1 instead streams the values into a one-pass ``TailQuantile`` (exact
+while the tail fits ``quantile_memory``, else a sampling sketch), and only the count pass
+recomputes the batches beyond the cache (same batches, same computation, same values). Statistics are
 checkpointed every ``checkpoint_every`` batches under ``RUN_DIR/checkpoints/``, keyed by a
 fingerprint of everything that shapes the results, so a killed run resumes where it stopped and
 ends with byte-identical files, and a changed option never resumes stale state.
@@ -39,6 +40,7 @@ from .iou import IoUCounts, Upsampler, dedupe_image_labels, dedupe_labels, label
     summarize_layer
 from .manifest import FORMAT, FORMAT_VERSION, machine_info, software_versions, utc_now
 from .quantile import LEVELS, TailQuantile, needed_top, sample_levels
+from .search import ThresholdSearch
 from .topk import Histogram, TopK, ValueRange
 
 __all__ = ["DissectOptions", "ENGINE_VERSION", "dissect", "resolve_device"]
@@ -46,7 +48,7 @@ __all__ = ["DissectOptions", "ENGINE_VERSION", "dissect", "resolve_device"]
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the engine's results change for the same inputs (invalidates checkpoints).
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
 #: ImageNet normalisation, the default when neither the options nor the model say otherwise.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -172,15 +174,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 #: Stages of a run: the forward pass (pass 1), then sweeps over the probe images.
-_FORWARD, _COLLECT, _FALLBACK, _COUNT, _DONE = 1, 2, 3, 4, 5
-_STAGE_NAMES = {_FORWARD: "pass 1/2", _COLLECT: "exact tail", _FALLBACK: "exact tail, rest",
-                _COUNT: "pass 2/2"}
-#: The pass-1 estimate of an exact threshold takes the quantile at q * this (a lower value).
-_ESTIMATE_SLACK = 1.25
-#: Values wanted above the estimate in the column sample (its statistical weight).
-_ESTIMATE_TAIL = 2000
-#: The estimate strategy is used when the column sample takes at most every 4th column.
-_ESTIMATE_MIN_STRIDE = 4
+_FORWARD, _SEARCH, _COUNT, _DONE = 1, 2, 3, 4
+_STAGE_NAMES = {_FORWARD: "pass 1", _SEARCH: "threshold search", _COUNT: "count"}
 
 
 class _LayerWork:
@@ -188,17 +183,14 @@ class _LayerWork:
 
     Thresholds come from one of two strategies, with identical results when exact:
 
-    * ``stream``: pass 1 feeds a ``TailQuantile`` (exact, or the sampling sketch);
-    * ``estimate`` (exact thresholds, every batch in the activation cache): pass 1 feeds a
-      cheap ``TailQuantile`` over every k-th output column at q * 1.25, a lower estimate of
-      T_k; a sweep over the cache then keeps the exact tail above it, which determines T_k
-      whenever the estimate is below it (checked); units where it is not get an exact
-      streaming sweep of their own. This avoids most of the cost of streaming, whose floor
-      starts low and rises slowly.
+    * ``search`` (every batch in the activation cache): pass 1 brackets each threshold, and
+      sweeps over the cache narrow the brackets to the exact value (``ThresholdSearch``);
+    * ``stream``: pass 1 feeds a ``TailQuantile`` (exact while its buffer holds the tail, else
+      the sampling sketch), so no sweep needs a forward pass of its own.
     """
 
     def __init__(self, name: str, shape: Sequence[int], capacity: int, exact: bool,
-                 estimate: bool, ctx: _Context) -> None:
+                 search: bool, ctx: _Context) -> None:
         units, h, w = (int(s) for s in shape)
         self.name, self.shape, self.capacity, self.ctx = name, (units, h, w), capacity, ctx
         device, options = ctx.device, ctx.options
@@ -208,21 +200,11 @@ class _LayerWork:
         self.qup = self.up if q_size == mask else Upsampler((h, w), q_size, device)
         self.exact_capacity = exact  # capacity holds the whole tail: no sampling needed
         self.total = ctx.num_images * self.qup.pixels
-        self.tail = TailQuantile(units, options.quantile, capacity, options.seed, device,
-                                 expected_count=self.total)
-        self.strategy = "estimate" if estimate else "stream"
-        self.estimate: TailQuantile | None = None
-        self.eup: Upsampler | None = None
-        if estimate:
-            stride = self.estimate_stride(options.quantile, self.total, q_size[1])
-            self.eup = Upsampler((h, w), q_size, device,
-                                 columns=range(stride // 2, q_size[1], stride))
-            q_low = min(0.5, options.quantile * _ESTIMATE_SLACK)
-            count = ctx.num_images * self.eup.pixels
-            self.estimate = TailQuantile(units, q_low, needed_top(count, q_low) + 2,
-                                         options.seed, device, expected_count=count)
-        self.fallback: TailQuantile | None = None
-        self.fallback_units: torch.Tensor | None = None
+        self.strategy = "search" if search else "stream"
+        self.search = ThresholdSearch(units, options.quantile, self.qup, device) \
+            if search else None
+        self.tail = None if search else TailQuantile(
+            units, options.quantile, capacity, options.seed, device, expected_count=self.total)
         self.range = ValueRange(units, device)
         self.nonfinite = 0
         self.thresholds: torch.Tensor | None = None
@@ -230,11 +212,6 @@ class _LayerWork:
         self.iou: IoUCounts | None = None
         self.topk: TopK | None = None
         self.hist: Histogram | None = None
-
-    @staticmethod
-    def estimate_stride(quantile: float, total: int, width: int) -> int:
-        """Every how many output columns the pass-1 estimate looks (1: not worth it)."""
-        return int(max(1, min(8, width // 4, quantile * total // _ESTIMATE_TAIL)))
 
     @staticmethod
     def _clean(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -274,68 +251,48 @@ class _LayerWork:
 
     def needs(self, stage: int) -> bool:
         """Whether this layer has work in ``stage``."""
-        if stage == _COLLECT:
-            return self.strategy == "estimate"
-        if stage == _FALLBACK:
-            return self.fallback is not None
+        if stage == _SEARCH:
+            return self.search is not None and not self.search.done_all
         return stage in (_FORWARD, _COUNT)
 
     def step(self, stage: int, maps: torch.Tensor, payload: _Payload) -> None:
         """Process one batch in ``stage``."""
         maps, bad = self._clean(maps)
+        excluded = None if bad is None else self.qup(bad.float()).flatten(2) > 0
         if stage == _FORWARD:
             if bad is not None:
                 self.nonfinite += int(bad.sum())
             self.range.add(maps, bad)
-            if self.estimate is not None:
-                self._feed(self.estimate, self.eup, maps, bad, payload.indices)
+            if self.search is not None:
+                self.search.add_bounds(maps, excluded)
             else:
                 self._feed(self.tail, self.qup, maps, bad, payload.indices)
-        elif stage == _COLLECT:
-            self._feed(self.tail, self.qup, maps, bad, payload.indices)
-        elif stage == _FALLBACK:
-            self._feed(self.fallback, self.qup, maps, bad, payload.indices)
+        elif stage == _SEARCH:
+            floor = self.search.sweep_thresholds()
+            _, u, _, values = self.qup.above(maps, floor, excluded, values=True)
+            self.search.add_values(u, values)
         elif stage == _COUNT:
             self._count(maps, bad, payload)
 
     def end(self, stage: int) -> None:
         """Finish ``stage``."""
-        if stage == _FORWARD and self.estimate is not None:
-            self.tail.preset_floor(self.estimate.quantile_threshold())
-        elif stage == _FORWARD or stage == _COLLECT:
+        if self.search is not None:
+            if stage == _FORWARD:
+                self.search.start()
+            elif stage == _SEARCH:
+                self.search.end_sweep()
+            if stage in (_FORWARD, _SEARCH) and self.search.done_all:
+                self.thresholds = self.search.thresholds()
+                self._fix_thresholds(self.search.inexact == 0)
+        elif stage == _FORWARD:
             self.thresholds, determined = self.tail.quantile_values()
-            missing = (~determined).nonzero()[:, 0]
-            if missing.numel() and self.strategy == "estimate":
-                # the estimate was not below T_k for these units: stream them exactly
-                self.fallback_units = missing
-                self.fallback = self._fallback_sketch()
-            else:
-                self._fix_thresholds(determined)
-        elif stage == _FALLBACK:
-            found, determined = self.fallback.quantile_values()
-            units = self.fallback_units
-            self.thresholds[units] = found[units]
-            full = torch.ones(self.shape[0], dtype=torch.bool, device=self.ctx.device)
-            full[units] = determined[units]
-            self._fix_thresholds(full)
+            if not bool(determined.all()):
+                log.warning("layer %s: the quantile buffer ran short for %d units; their "
+                            "thresholds are approximate", self.name, int((~determined).sum()))
+            self._fix_thresholds(self.tail.rate_level == 0 and bool(determined.all()))
 
-    def _fallback_sketch(self) -> TailQuantile:
-        """Exact streaming for the fallback units. It sees every unit, as the other stages do
-        (the horizontal pass is a GEMM whose rounding may depend on its shape), but the
-        others, floored at +inf, keep nothing."""
-        options, device = self.ctx.options, self.ctx.device
-        sketch = TailQuantile(self.shape[0], options.quantile, self.capacity, options.seed,
-                              device, expected_count=self.total)
-        floor = torch.full((self.shape[0],), float("inf"), device=device)
-        floor[self.fallback_units] = float("-inf")
-        sketch.preset_floor(floor)
-        return sketch
-
-    def _fix_thresholds(self, determined: torch.Tensor) -> None:
-        self.exact = self.tail.rate_level == 0 and bool(determined.all())
-        if not bool(determined.all()):
-            log.warning("layer %s: the quantile buffer ran short for %d units; their thresholds "
-                        "are approximate", self.name, int((~determined).sum()))
+    def _fix_thresholds(self, exact: bool) -> None:
+        self.exact = exact
         self._setup_count()
 
     def _setup_count(self) -> None:
@@ -357,7 +314,7 @@ class _LayerWork:
         self.topk.add(scores.amax((2, 3)), payload.indices, maps)
         self.hist.add(maps, bad)
 
-    _STATS = ("tail", "estimate", "fallback", "range", "iou", "topk", "hist")
+    _STATS = ("tail", "search", "range", "iou", "topk", "hist")
 
     def state_dict(self) -> dict[str, Any]:
         """Every statistic, for a checkpoint."""
@@ -365,8 +322,6 @@ class _LayerWork:
                 "exact_capacity": self.exact_capacity, "strategy": self.strategy,
                 "nonfinite": self.nonfinite, "exact": self.exact,
                 "thresholds": None if self.thresholds is None else self.thresholds.cpu(),
-                "fallback_units": None if self.fallback_units is None
-                else self.fallback_units.cpu(),
                 **{k: (None if getattr(self, k) is None else getattr(self, k).state_dict())
                    for k in self._STATS}}
 
@@ -374,14 +329,11 @@ class _LayerWork:
     def from_state(cls, name: str, state: dict[str, Any], ctx: _Context) -> _LayerWork:
         """Rebuild from ``state_dict()`` output."""
         work = cls(name, state["shape"], int(state["capacity"]), bool(state["exact_capacity"]),
-                   state["strategy"] == "estimate", ctx)
+                   state["strategy"] == "search", ctx)
         work.nonfinite, work.exact = int(state["nonfinite"]), state["exact"]
         device = ctx.device
         if state["thresholds"] is not None:
             work.thresholds = state["thresholds"].to(device)
-        if state["fallback_units"] is not None:
-            work.fallback_units = state["fallback_units"].to(device)
-            work.fallback = work._fallback_sketch()
         for key in cls._STATS:  # the range first: the histogram's edges come from it
             if key == "iou" and state["iou"] is not None:
                 work._setup_count()
@@ -397,12 +349,11 @@ class _LayerWork:
             "nonfinite": self.nonfinite,
             "quantile_method": "exact" if self.exact else "sampled",
             "quantile_strategy": self.strategy,
-            "quantile_fallback_units": 0 if self.fallback_units is None
-            else int(self.fallback_units.numel()),
-            "quantile_sample_rate": self.tail.rate,
-            "quantile_capacity": self.capacity,
-            "quantile_tail_samples_min": float(self.tail.tail_samples().min()),
-            "quantile_rel_error_999": float(self.tail.rel_error().max()),
+            **({"quantile_search_sweeps": self.search.rounds} if self.search is not None else {
+                "quantile_sample_rate": self.tail.rate,
+                "quantile_capacity": self.capacity,
+                "quantile_tail_samples_min": float(self.tail.tail_samples().min()),
+                "quantile_rel_error_999": float(self.tail.rel_error().max())}),
             "coverage_mean": float(coverage.mean()) if coverage.size else None,
         }
 
@@ -734,18 +685,9 @@ def _dissect_group(module: torch.nn.Module, layers: list[str], probe: Any, indic
         shapes = {n: tuple(int(s) for s in acts[n].shape[1:]) for n in layers}
         capacity, exact = _capacities(shapes, ctx)
         per_batch = payload.nbytes() + sum(a.numel() * 4 for a in acts.values())
-        cached = per_batch * n_batches <= options.cache_memory
-        result = {}
-        for n in layers:
-            q_width = ctx.mask_size if options.threshold_on == "upsampled" else shapes[n][2]
-            q_pixels = q_width * (ctx.mask_size if options.threshold_on == "upsampled"
-                                  else shapes[n][1])
-            stride = _LayerWork.estimate_stride(options.quantile, ctx.num_images * q_pixels,
-                                                q_width)
-            # a sparse column sample pays; a dense one costs about what it saves
-            result[n] = _LayerWork(n, shapes[n], capacity[n], exact[n],
-                                   cached and exact[n] and stride >= _ESTIMATE_MIN_STRIDE, ctx)
-        return result
+        # the search's sweeps are cheap over cached activations; forward passes are not
+        search = per_batch * n_batches <= options.cache_memory
+        return {n: _LayerWork(n, shapes[n], capacity[n], exact[n], search, ctx) for n in layers}
 
     try:
         with torch.no_grad(), trace:
@@ -779,7 +721,9 @@ def _dissect_group(module: torch.nn.Module, layers: list[str], probe: Any, indic
                         work.end(stage)
                 name = _STAGE_NAMES[stage]
                 timing[name] = round(timing.get(name, 0.0) + time.perf_counter() - stage_started, 3)
-                stage, cursor = stage + 1, 0
+                # the search sweeps until every threshold is found
+                again = stage == _SEARCH and any(w.needs(stage) for w in works.values())
+                stage, cursor = (stage if again else stage + 1), 0
                 save(stage, 0)
     finally:
         module.train(was_training)

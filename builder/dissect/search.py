@@ -1,0 +1,264 @@
+"""Exact per-unit top quantiles of the upsampled maps, by radix selection in sparse sweeps.
+
+The threshold T_k is the (1 - q) quantile of unit k's upsampled values S_k over every pixel of
+every probe image (numpy's linear method): a blend of the r-th and (r-1)-th largest values,
+r = ``needed_top(n, q)``. ``ThresholdSearch`` finds both exactly without ever upsampling a map
+densely and without keeping values:
+
+1. **Bracket** (during the forward pass). Every upsampled value lies between the lowest and the
+   highest of the four corner activations of its cell (the pixels that blend the same 2 x 2
+   block of the layer's grid). Histograms of those cell bounds, weighted by the cells' pixel
+   counts, over 4,096 coarse bins of the float's order (sign, exponent, top mantissa bits),
+   give per unit an interval of float keys that holds both order statistics: at least r
+   pixels lie above its lower end, fewer than r - 1 above its upper end.
+2. **Radix sweeps** (over the cached activations). Only pixels above the interval's lower end
+   are computed (``Upsampler.above``: cells that cannot reach it are skipped); their float
+   keys are counted in a 4,096-bin histogram of the interval. The bins holding the two order
+   statistics become the next interval, 4,096 times narrower. Bins of one key each settle
+   them exactly, typically on the second sweep.
+
+Keys are the float32 bit patterns mapped to integers in the order of the values, so every
+comparison is exact and no rounding can misplace a value. Every statistic is a count, so runs
+merge (histograms add) and checkpoint as a few tensors. Memory: two histograms of
+``units x 4096`` and ``units x 2 x 4096`` counts.
+
+Layers whose units are never negative (post-ReLU) usually have T_k = 0 for sparse units: there
+the search counts only positive values and the rest are zeros, so those units stay sparse.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from .iou import Upsampler
+
+__all__ = ["ThresholdSearch", "float_keys", "key_floats"]
+
+log = logging.getLogger(__name__)
+
+#: Coarse bins: the top 12 bits of a float's key.
+_COARSE_SHIFT = 20
+_COARSE_BINS = 1 << (32 - _COARSE_SHIFT)
+#: Bins of each radix sweep (a power of two).
+_BINS_LOG2 = 12
+_BINS = 1 << _BINS_LOG2
+#: Key units of slack at both ends of the bracket: covers the interpolation's rounding (the
+#: computed S may leave the hull of its corners by a few ulps, about 2^-22 relative).
+_MARGIN = 1 << 6
+#: The keys of -inf and +inf: every other key is a NaN.
+_KEY_MIN, _KEY_MAX = -2139095041, 2139095040
+#: Ranks per unit: the r-th and the (r-1)-th largest value.
+_TARGETS = 2
+
+
+def float_keys(values: torch.Tensor) -> torch.Tensor:
+    """int64 keys in the order of the float32 values (-0.0 just below +0.0)."""
+    bits = values.float().contiguous().view(torch.int32)
+    return (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()
+
+
+def key_floats(keys: torch.Tensor) -> torch.Tensor:
+    """The float32 values of keys made by ``float_keys``."""
+    k = keys.clamp(_KEY_MIN, _KEY_MAX).to(torch.int32)  # never a NaN
+    return (k ^ ((k >> 31) & 0x7FFFFFFF)).view(torch.float32)
+
+
+class ThresholdSearch:
+    """Exact (1 - q) quantiles of each unit's upsampled values: feed ``add_bounds`` with every
+    batch, then sweep with ``add_values`` until ``done``; ``thresholds()`` gives T [U]."""
+
+    def __init__(self, units: int, quantile: float, upsampler: Upsampler,
+                 device: str | torch.device = "cpu") -> None:
+        self.units, self.quantile, self.up = units, quantile, upsampler
+        self.device = torch.device(device)
+        area = (upsampler.length[:, None] * upsampler.col_length[None, :]).reshape(-1)
+        self.area = area.to(self.device, torch.float64)
+        z = lambda *s, dtype=torch.int64: torch.zeros(s, dtype=dtype, device=self.device)  # noqa: E731
+        self.low_hist = torch.zeros(units * _COARSE_BINS, dtype=torch.float64, device=self.device)
+        self.high_hist = torch.zeros_like(self.low_hist)
+        self.mean_hist = torch.zeros_like(self.low_hist)
+        self.excluded = z(units)  # pixels left out (non-finite activations)
+        self.nonnegative = torch.ones(units, dtype=torch.bool, device=self.device)
+        self.images = 0
+        # the search, per (unit, target): key interval [lo, hi), bin width 2^shift, values at
+        # or above hi counted in this sweep, the answer once found
+        self.lo, self.hi, self.shift = z(units, _TARGETS), z(units, _TARGETS), z(units, _TARGETS)
+        self.fallback = z(units, _TARGETS)  # the guaranteed lower end, if lo is a guess
+        self.above, self.found = z(units, _TARGETS), z(units, _TARGETS)
+        self.done = torch.zeros(units, _TARGETS, dtype=torch.bool, device=self.device)
+        self.rank = z(units, _TARGETS)
+        self.hist = z(units * _TARGETS * _BINS)
+        self.started = False
+        self.rounds = 0
+        self.inexact = 0
+
+    # -- pass 1 ------------------------------------------------------------------------
+    def add_bounds(self, maps: torch.Tensor, excluded: torch.Tensor | None = None) -> None:
+        """Count one batch's cell bounds; ``maps`` [B, U, h, w] finite, ``excluded``
+        [B, U, H*W] the pixels left out (or None)."""
+        batch, units = maps.shape[:2]
+        low, high, mean = self.up.cell_bounds(maps)
+        offset = (torch.arange(units, device=maps.device) * _COARSE_BINS)[None, :, None]
+        weights = self.area.to(maps.device).expand(batch, units, -1).reshape(-1)
+        for bounds, hist in ((low, self.low_hist), (high, self.high_hist),
+                             (mean, self.mean_hist)):
+            bins = (float_keys(bounds.flatten(2)) >> _COARSE_SHIFT) + _COARSE_BINS // 2 + offset
+            hist += torch.bincount(bins.reshape(-1), weights, hist.numel()).to(self.device)
+        self.nonnegative &= (maps.amin((0, 2, 3)) >= 0).to(self.device)
+        if excluded is not None:
+            self.excluded += excluded.sum((0, 2)).to(self.device, torch.int64)
+        self.images += batch
+
+    def counts(self) -> torch.Tensor:
+        """Values per unit (int64 [U])."""
+        return self.images * self.up.pixels - self.excluded
+
+    def start(self) -> None:
+        """Fix each unit's bracket from the bounds (after pass 1)."""
+        n = self.counts()
+        pos = (n - 1).clamp(min=0).double() * (1.0 - self.quantile)
+        d_lo = n - 1 - torch.floor(pos).long()  # descending index of the lower order statistic
+        self.rank = torch.stack([d_lo + 1, d_lo.clamp(min=1)], 1).clamp(min=1)
+        # at least rank values lie above the low bound's bin; fewer above the high one's
+        def bin_of(hist: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+            from_top = hist.view(self.units, _COARSE_BINS).flip(1).cumsum(1).flip(1)
+            return (from_top[:, None, :] >= rank[:, :, None]).sum(2) - 1 - _COARSE_BINS // 2
+
+        self.lo = (bin_of(self.low_hist, self.rank) << _COARSE_SHIFT) - _MARGIN
+        self.hi = ((bin_of(self.high_hist, self.rank) + 1) << _COARSE_SHIFT) + _MARGIN
+        # the guaranteed lower end is often far too low (one zero corner makes a cell's low
+        # bound 0): start from a guess, where about twice the rank lie above the cells' means,
+        # and fall back to the guaranteed end only where the guess proves too high
+        guess = bin_of(self.mean_hist, (2 * self.rank).minimum(n[:, None])) << _COARSE_SHIFT
+        # a unit with non-finite values: no bounds hold, search every value
+        odd = (self.excluded > 0)[:, None].expand_as(self.lo)
+        self.lo = torch.where(odd, torch.full_like(self.lo, _KEY_MIN), self.lo)
+        self.hi = torch.where(odd, torch.full_like(self.hi, _KEY_MAX + 1), self.hi)
+        # never-negative units: count positive values only, the others are zeros
+        self.lo = torch.where(self.nonnegative[:, None], self.lo.clamp(min=1), self.lo)
+        self.fallback = self.lo.clone()
+        self.lo = torch.where(odd, self.lo, torch.maximum(self.lo, guess))
+        self.hi = torch.maximum(self.hi, self.lo + 1)
+        self.done = (n <= 0)[:, None].expand(-1, _TARGETS).clone()
+        self.found.zero_()
+        self._set_shift()
+        self.started = True
+
+    def _set_shift(self) -> None:
+        width = (self.hi - self.lo - 1).clamp(min=0)
+        bits = torch.zeros_like(width)
+        # bit length of the width, vectorised (keys span at most 2^33)
+        for b in range(34):
+            bits = torch.where(width >= (1 << b), torch.full_like(bits, b + 1), bits)
+        self.shift = (bits - _BINS_LOG2).clamp(min=0)
+        # each sweep counts every value above its interval afresh
+        self.hist.zero_()
+        self.above.zero_()
+
+    # -- the sweeps ----------------------------------------------------------------------
+    @property
+    def done_all(self) -> bool:
+        """Whether every order statistic is found."""
+        return self.started and bool(self.done.all())
+
+    def sweep_thresholds(self) -> torch.Tensor:
+        """Per unit, the value every pixel of the next sweep must exceed (float32 [U])."""
+        idle = _KEY_MAX + 1  # a unit with nothing left to find
+        lo = torch.where(self.done, torch.full_like(self.lo, idle), self.lo).amin(1)
+        # key - 1 as a float; below key 0 (+0.0) step over -0.0, which compares equal to it
+        floor = key_floats(torch.where(lo == 0, lo - 2, lo - 1))
+        return torch.where(lo == idle, torch.full_like(floor, torch.finfo(torch.float32).max),
+                           floor)
+
+    def add_values(self, u: torch.Tensor, values: torch.Tensor) -> None:
+        """Count one batch of a sweep: unit ``u`` and value of pixels above the sweep's
+        thresholds (more may be given; they are filtered)."""
+        key = float_keys(values.to(self.device))
+        u = u.to(self.device)
+        for t in range(_TARGETS):
+            lo, hi = self.lo[:, t].index_select(0, u), self.hi[:, t].index_select(0, u)
+            live = (~self.done[:, t]).index_select(0, u) & (key >= lo)
+            over = live & (key >= hi)
+            self.above[:, t] += torch.bincount(u[over], minlength=self.units)
+            inside = (live & ~over).nonzero()[:, 0]
+            ui = u.index_select(0, inside)
+            bins = (key.index_select(0, inside) - lo.index_select(0, inside)) >> \
+                self.shift[:, t].index_select(0, ui)
+            self.hist.index_add_(0, (ui * _TARGETS + t) * _BINS + bins,
+                                 torch.ones_like(bins))
+
+    def end_sweep(self) -> None:
+        """Narrow each interval to the bin of its order statistic."""
+        hist = self.hist.view(self.units, _TARGETS, _BINS)
+        from_top = hist.flip(2).cumsum(2).flip(2) + self.above[:, :, None]
+        pick = (from_top >= self.rank[:, :, None]).sum(2) - 1
+        short = (pick < 0) & ~self.done
+        # a guess that was too high: search again from the guaranteed end, below it
+        retry = short & (self.lo > self.fallback)
+        self.hi = torch.where(retry, self.lo, self.hi)
+        self.lo = torch.where(retry, self.fallback, self.lo)
+        short &= ~retry
+        # values not counted by a never-negative unit are zeros
+        zero = short & self.nonnegative[:, None]
+        if bool((short & ~zero).any()):
+            self.inexact += int((short & ~zero).sum())
+            log.warning("threshold search: %d order statistics fell below their bracket; "
+                        "using the bracket's end", int((short & ~zero).sum()))
+        pick = pick.clamp(min=0)
+        start = self.lo + (pick << self.shift)
+        settled = ~self.done & ~short & ~retry & (self.shift == 0)
+        self.found = torch.where(settled, start, self.found)
+        self.found = torch.where(zero, torch.zeros_like(self.found), self.found)
+        self.found = torch.where(short & ~zero, self.lo, self.found)
+        narrow = ~self.done & ~short & ~settled & ~retry
+        self.hi = torch.where(narrow, start + (1 << self.shift), self.hi)
+        self.lo = torch.where(narrow, start, self.lo)
+        self.done = self.done | settled | short
+        self.rounds += 1
+        self._set_shift()
+
+    def thresholds(self) -> torch.Tensor:
+        """T per unit (float32 [U]; +inf for a unit without values)."""
+        n = self.counts().cpu()
+        pos = (n - 1).clamp(min=0).double() * (1.0 - self.quantile)
+        frac = pos - torch.floor(pos)
+        values = key_floats(self.found.cpu()).double()
+        v_lo, v_hi = values[:, 0], values[:, 1]
+        result = (v_lo + (v_hi - v_lo) * frac).float()
+        return torch.where(n > 0, result, torch.full_like(result, float("inf"))).to(self.device)
+
+    # -- checkpointing and merging -------------------------------------------------------
+    _FIELDS = ("low_hist", "high_hist", "mean_hist", "excluded", "nonnegative", "lo", "hi",
+               "fallback", "shift", "above", "found", "done", "rank", "hist")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every count and the search's state, as CPU tensors."""
+        return {"kind": "ThresholdSearch", "units": self.units, "quantile": self.quantile,
+                "images": self.images, "started": self.started, "rounds": self.rounds,
+                "inexact": self.inexact, **{f: getattr(self, f).cpu() for f in self._FIELDS}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()`` output."""
+        if state.get("kind") != "ThresholdSearch" or state["units"] != self.units or \
+                state["quantile"] != self.quantile:
+            raise ValueError("state does not belong to a ThresholdSearch with these settings")
+        for f in self._FIELDS:
+            setattr(self, f, state[f].to(self.device).clone())  # never alias the state
+        self.images, self.started = int(state["images"]), bool(state["started"])
+        self.rounds, self.inexact = int(state["rounds"]), int(state["inexact"])
+
+    def merge(self, other: ThresholdSearch) -> None:
+        """Add ``other``'s counts (other images, the same stage of the search)."""
+        if (other.units, other.quantile, other.started) != (self.units, self.quantile,
+                                                           self.started):
+            raise ValueError("cannot merge threshold searches at different stages")
+        if self.started and not (torch.equal(self.lo, other.lo.to(self.device)) and
+                                 torch.equal(self.hi, other.hi.to(self.device))):
+            raise ValueError("cannot merge threshold searches with different intervals")
+        for f in ("low_hist", "high_hist", "mean_hist", "excluded", "above", "hist"):
+            getattr(self, f).add_(getattr(other, f).to(self.device))
+        self.nonnegative &= other.nonnegative.to(self.device)
+        self.images += other.images
