@@ -48,7 +48,6 @@ def main() -> None:
     args = p.parse_args()
 
     from builder.models import get_demo, load_model
-    from builder.models import demo_registry  # noqa: F401 - registers the demo models
     from builder.train.generator import evaluate_generator, sample_images
 
     loaded = load_model("demo:generator", weights=args.generator)

@@ -32,6 +32,9 @@ def needs_weights(name: str) -> None:
         pytest.skip(f"demo:{name} weights are not shipped yet")
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 @pytest.fixture(scope="module")
 def segmenter_model():
     return load_model("demo:segmenter").module
@@ -127,10 +130,12 @@ def test_train_segmenter_tiny(tmp_path):
 
 
 def test_train_generator_tiny(tmp_path):
-    config = GeneratorConfig(n_train=8, steps=2, batch_size=4, width=0.0625, d_width=4,
-                             recalibrate_batches=2, workers=1, device="cpu")
-    result = train_generator(config, tmp_path)
-    assert len(result.metrics["history"]) == 1
+    config = GeneratorConfig(n_train=8, steps=2, vae_steps=2, batch_size=4, width=0.0625,
+                             d_width=4, recalibrate_batches=2, workers=1, device="cpu")
+    seen = []
+    result = train_generator(config, tmp_path, on_step=lambda step, ema, raw: seen.append(step))
+    assert seen == [2, 3, 4]  # after the VAE warm-up, then after each adversarial step
+    assert [set(row) >= {"recon", "kl"} for row in result.metrics["history"]] == [True, False]
     model = ToyGenerator(width=0.0625)
     load_weights(model, tmp_path / "generator.safetensors")
     assert model(torch.randn(2, 128)).shape == (2, 3, 64, 64)

@@ -16,6 +16,9 @@ from builder.segmenters import (DemoSegmenter, TorchvisionSegmenter, Transformer
                                 segmenter_from_spec)
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 @pytest.fixture(scope="module")
 def demo():
     return DemoSegmenter()

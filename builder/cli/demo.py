@@ -142,7 +142,6 @@ def _headline(metrics: dict) -> str:
 def run_list(args: argparse.Namespace) -> int:
     """Print each demo model with its kind, input, and whether its weights are present."""
     from ..models import get_demo, list_demos
-    from ..models import demo_registry  # noqa: F401 - registers the demo models
 
     for name in list_demos():
         entry = get_demo(name)
