@@ -10,14 +10,16 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``build`` command (also what ``unitdissect`` runs with no command)."""
     p = subparsers.add_parser(
-        "build", help="dataset -> dissect -> render for a workspace (the demo by default)",
+        "build", help="dataset -> dissect -> ablate -> render for a workspace (the demo by "
+        "default)",
         description="Run every stage of the workspace's unitdissect.toml (the demo: the toy "
         "world and the demo classifier, when there is no config), each stage cached by a "
         "fingerprint of its inputs. Writes ./data, ./runs/<name>/ and ./site.")
     p.add_argument("--workspace", default=".", metavar="DIR",
                    help="the workspace folder (default: the current folder)")
     p.add_argument("--dry-run", action="store_true",
-                   help="validate the config offline: specs parse, layers exist")
+                   help="validate the config offline: specs parse, layers exist, options are "
+                   "valid; list what a build would download or read (nothing is fetched)")
     p.add_argument("--force", action="store_true", help="recompute every stage")
     p.set_defaults(run=run)
 
@@ -34,8 +36,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workspace {workspace}: no such folder")
     config = load_config(workspace)
     if args.dry_run:
-        for line in dry_run(config):
-            print(f"ok  {line}")
+        report = dry_run(config, workspace)
+        for line in report.checked:
+            print(f"ok     {line}")
+        for line in report.needs:
+            print(f"needs  {line}")
+        for line in report.notes:
+            print(f"note   {line}")
         print(f"config {config.path or '<demo>'} is valid")
         return 0
     where = config.path or "the demo config (no unitdissect.toml here)"

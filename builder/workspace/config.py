@@ -1,7 +1,7 @@
 """The workspace config (``unitdissect.toml``): parsed once, validated with every problem reported.
 
 See docs/workspace.md for the keys. Without a config file, ``DEMO_CONFIG`` applies: the toy
-world, the demo classifier (dissection and ablation) and the demo generator.
+world and the demo classifier (dissection, and ablation of its last conv layer).
 """
 
 from __future__ import annotations
@@ -55,13 +55,25 @@ class DissectConfig:
 
 @dataclass
 class AblateConfig:
-    """An ablation sweep of one layer of a dissected classifier."""
+    """An ablation sweep of one dissected layer of a classifier: ``runs/<run>/ablation/<layer>/``.
+
+    The model, its weights and normalisation are the [[dissect]] entry's; the options are
+    ``AblationOptions``' (docs/ablation.md), with the same defaults.
+    """
 
     run: str = ""  # the name of a [[dissect]] entry
-    layer: str = ""
+    layer: str = ""  # one of that entry's layers
+    classes: str | None = None  # file of class names (output order); default: the model's
     rank_split: str = "train"
     eval_split: str = "val"
-    batch_size: int = 128
+    batch_size: int = 64
+    strategy: str = "auto"
+    random_draws: int = 10
+    top_k: int = 4
+    science_k: int = 5
+    adversarial: int = 2
+    pgd_steps: int = 40
+    cw_steps: int = 100
 
 
 @dataclass
@@ -102,7 +114,7 @@ class WorkspaceConfig:
 
 
 DEMO_CONFIG = """\
-# The demo: the toy world and the demo scene classifier, dissected layer by layer.
+# The demo: the toy world and the demo scene classifier, dissected layer by layer and ablated.
 name = "demo"
 seed = 0
 
@@ -114,6 +126,14 @@ name = "classifier"
 model = "demo:classifier"
 layers = ["features.conv3_2", "features.conv4_1", "features.conv5_1", "features.conv5_3"]
 
+# Switch off the units of the last conv layer one by one and by class: the class pages'
+# ablation curves. Small settings keep the demo fast; the defaults are in docs/ablation.md.
+[[ablate]]
+run = "classifier"
+layer = "features.conv5_3"
+random_draws = 5
+adversarial = 0
+
 [site]
 title = "unitdissect demo: the toy world"
 """
@@ -122,29 +142,48 @@ _SECTIONS = {"dataset": DatasetConfig, "dissect": DissectConfig, "ablate": Ablat
              "gan": GanConfig, "site": SiteConfig}
 _CHOICES = {"device": ("auto", "cpu", "cuda", "mps"), "split": ("all", "train", "val"),
             "threshold_on": ("upsampled", "raw"), "rank_split": ("train", "val", "all"),
-            "eval_split": ("train", "val", "all")}
+            "eval_split": ("train", "val", "all"), "strategy": ("auto", "split", "graft", "full")}
+_RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+#: The smallest value of integer keys (any section).
+_MINIMUM = {"seed": 0, "batch_size": 1, "topk": 1, "min_frequency": 0, "image_size": 8,
+            "mask_size": 4, "random_draws": 1, "top_k": 1, "science_k": 1, "adversarial": 0,
+            "pgd_steps": 1, "cw_steps": 1, "samples": 1}
 _REQUIRED = {DissectConfig: ("name", "model", "layers"), AblateConfig: ("run", "layer"),
              GanConfig: ("name", "model", "layers")}
 
 
 def _line_of(text: str, section: str | None, index: int | None, key: str) -> int | None:
-    """The line where ``key`` is set in ``[section]`` (the ``index``-th ``[[section]]``), else
-    the line of that section's header."""
+    """The line where ``key`` is set in ``[section]`` (the ``index``-th ``[[section]]``).
+
+    Falls back to the section's header line, then to a top-level ``section = {...}`` or
+    ``section.key = ...`` line (inline and dotted tables); for a top-level key (``section``
+    None) a ``[key]`` or ``[[key]]`` header counts too. None when nothing matches.
+    """
     header = re.compile(r"^\s*\[\[?\s*([\w.-]+)\s*\]\]?\s*(#.*)?$")
     key_re = re.compile(rf"^\s*{re.escape(key)}\s*=")
-    current, seen, section_line = None, {}, None
+    current, seen, section_line, fallback = None, {}, None, None
     for n, line in enumerate(text.splitlines(), start=1):
         m = header.match(line)
         if m:
             current = m.group(1)
             seen[current] = seen.get(current, -1) + 1
-            if current == section and (index is None or seen[current] == index):
+            if current == section and (index is None or seen[current] == index) \
+                    and section_line is None:
                 section_line = n
+            if section is None and current == key and fallback is None:
+                fallback = n
             continue
         here = current == section and (index is None or seen.get(current) == index)
         if here and key_re.match(line):
             return n
-    return section_line
+        if current is None and section is not None and fallback is None and re.match(
+                rf"^\s*{re.escape(section)}\s*(=|\.\s*{re.escape(key)}\s*=)", line):
+            fallback = n
+    return section_line or fallback
+
+
+def _at(source: str, line: int | None) -> str:
+    return f"{source}:{line}" if line else source
 
 
 def _type_ok(value: Any, annotation: str) -> bool:
@@ -172,8 +211,7 @@ def _build(cls, data: dict, where: tuple[str | None, int | None], text: str,
     known = {f.name: f for f in fields(cls)}
     values = {}
     for key, value in data.items():
-        line = _line_of(text, where[0], where[1], key)
-        at = f"{source}:{line}" if line else source
+        at = _at(source, _line_of(text, where[0], where[1], key))
         label = f"{where[0]}.{key}" if where[0] else key
         if key not in known or key == "path":
             problems.append(f"{at}: unknown key {label!r}; expected one of "
@@ -187,11 +225,14 @@ def _build(cls, data: dict, where: tuple[str | None, int | None], text: str,
             problems.append(f"{at}: {label} = {value!r}: expected one of "
                             f"{', '.join(_CHOICES[key])}")
             continue
+        if key in _MINIMUM and isinstance(value, int) and value < _MINIMUM[key]:
+            problems.append(f"{at}: {label} = {value!r}: expected an integer >= "
+                            f"{_MINIMUM[key]}")
+            continue
         values[key] = value
     for key in _REQUIRED.get(cls, ()):
         if not data.get(key):
-            line = _line_of(text, where[0], where[1], key)
-            at = f"{source}:{line}" if line else source
+            at = _at(source, _line_of(text, where[0], where[1], key))
             problems.append(f"{at}: [[{where[0]}]] #{(where[1] or 0) + 1} needs {key!r}")
     return cls(**values)
 
@@ -210,30 +251,64 @@ def parse_config(text: str, source: str = CONFIG_NAME, path: Path | None = None)
         if section not in data:
             continue
         value = data[section]
+        at = _at(source, _line_of(text, None, None, section))
         if cls in (DatasetConfig, SiteConfig):
             if not isinstance(value, dict):
-                problems.append(f"{source}: [{section}] must be a table")
+                problems.append(f"{at}: {section} must be a table: [{section}]")
                 continue
             setattr(config, section, _build(cls, value, (section, None), text, source,
                                             problems))
         else:
-            if not isinstance(value, list):
-                problems.append(f"{source}: {section} must be written [[{section}]]")
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                problems.append(f"{at}: {section} must be tables written [[{section}]]")
                 continue
             setattr(config, section, [_build(cls, v, (section, i), text, source, problems)
                                       for i, v in enumerate(value)])
-    names = [d.name for d in config.dissect] + [g.name for g in config.gan]
-    for dup in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"{source}: the run name {dup!r} is used twice")
-    for i, a in enumerate(config.ablate):
-        if a.run and a.run not in [d.name for d in config.dissect]:
-            line = _line_of(text, "ablate", i, "run")
-            problems.append(f"{source}:{line}: ablate.run = {a.run!r}: expected the name of a "
-                            f"[[dissect]] entry ({', '.join(d.name for d in config.dissect)})")
+    _check_references(config, text, source, problems)
     if problems:
         raise ConfigError(problems[0] if len(problems) == 1 else
                           f"{len(problems)} problems in the config:\n  " + "\n  ".join(problems))
     return config
+
+
+def _check_references(config: WorkspaceConfig, text: str, source: str,
+                      problems: list[str]) -> None:
+    """Run names are unique; each [[ablate]] names a [[dissect]] entry and one of its layers."""
+    seen: dict[str, int] = {}
+    for section, entries in (("dissect", config.dissect), ("gan", config.gan)):
+        for i, entry in enumerate(entries):
+            if not entry.name:
+                continue
+            if not _RUN_NAME.fullmatch(entry.name) or ".." in entry.name:
+                at = _at(source, _line_of(text, section, i, "name"))
+                problems.append(f"{at}: {section}.name = {entry.name!r}: expected a folder name "
+                                "(letters, digits, '_', '-', '.')")
+            elif entry.name in seen:
+                at = _at(source, _line_of(text, section, i, "name"))
+                problems.append(f"{at}: {section}.name = {entry.name!r}: the run name is "
+                                f"already used on line {seen[entry.name]}")
+            else:
+                seen[entry.name] = _line_of(text, section, i, "name") or 0
+    dissects = {d.name: d for d in config.dissect}
+    pairs: set[tuple[str, str]] = set()
+    for i, a in enumerate(config.ablate):
+        if not a.run:
+            continue
+        if a.run not in dissects:
+            at = _at(source, _line_of(text, "ablate", i, "run"))
+            problems.append(f"{at}: ablate.run = {a.run!r}: expected the name of a "
+                            f"[[dissect]] entry ({', '.join(dissects) or 'there is none'})")
+            continue
+        layers = dissects[a.run].layers
+        if a.layer and a.layer not in layers:
+            at = _at(source, _line_of(text, "ablate", i, "layer"))
+            problems.append(f"{at}: ablate.layer = {a.layer!r}: expected one of the layers of "
+                            f"[[dissect]] {a.run!r} ({', '.join(layers)}); the site shows a "
+                            "layer's ablation beside its dissection")
+        elif (a.run, a.layer) in pairs:
+            at = _at(source, _line_of(text, "ablate", i, "layer"))
+            problems.append(f"{at}: [[ablate]] run {a.run!r}, layer {a.layer!r} is given twice")
+        pairs.add((a.run, a.layer))
 
 
 def load_config(workspace: Path) -> WorkspaceConfig:

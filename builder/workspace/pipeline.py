@@ -1,15 +1,17 @@
-"""``unitdissect build``: dataset -> dissect -> ablate -> generator -> render, each stage cached.
+"""``unitdissect build``: dataset -> dissect -> ablate -> (generator) -> render, each cached.
 
 A stage's fingerprint chains the fingerprints of its inputs with its own options; a stage whose
 fingerprint matches the one recorded after its last success is skipped. Stages that write runs
-resume on their own (the dissection runner checkpoints), so an interrupted build continues from
-where it stopped.
+resume on their own (the dissection runner checkpoints, the ablation runner skips its finished
+sub-stages), so an interrupted build continues from where it stopped. ``dry_run`` validates a
+config offline. Relative paths in the config are relative to the workspace folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +48,11 @@ class BuildSummary:
 
     def table(self) -> str:
         """A plain-text table: stage, time, cached or built, detail."""
-        rows = [f"  {s.name:<28} {s.seconds:7.1f}s  {'cached' if s.cached else 'built ':<6}  "
-                f"{s.detail}" for s in self.stages]
+        width = max([28, *(len(s.name) for s in self.stages)])
+        rows = [f"  {s.name:<{width}} {s.seconds:7.1f}s  {'cached' if s.cached else 'built ':<6}"
+                f"  {s.detail}" for s in self.stages]
         total = sum(s.seconds for s in self.stages)
-        rows.append(f"  {'total':<28} {total:7.1f}s")
+        rows.append(f"  {'total':<{width}} {total:7.1f}s")
         return "\n".join(rows)
 
 
@@ -94,79 +97,354 @@ def _templates_fingerprint() -> str:
                          p.stat().st_mtime_ns) for p in files])
 
 
-def dry_run(config: WorkspaceConfig) -> list[str]:
-    """Validate a config offline: every spec parses, every layer exists; return what was checked."""
-    from ..datasets import open_sources
+@dataclass
+class DryRunReport:
+    """What ``--dry-run`` checked, and what a build will need that is not here yet."""
+
+    checked: list[str] = field(default_factory=list)
+    needs: list[str] = field(default_factory=list)  # downloads, local folders, weights files
+    notes: list[str] = field(default_factory=list)
+
+
+def _local(root: Path, path: str | Path) -> Path:
+    """A path of the config: relative ones are relative to ``root`` (the workspace folder)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else root / p
+
+
+def _model_spec(root: Path, text: str):
+    """The parsed model spec, a ``file.py:CALLABLE`` one resolved against ``root``."""
+    from ..models.spec import ModelSpec, parse_spec
+
+    parsed = parse_spec(text)
+    if parsed.source == "file":
+        return ModelSpec("file", str(_local(root, parsed.target)), parsed.attr, parsed.text)
+    return parsed
+
+
+def _source_spec(root: Path, spec: str) -> str:
+    """A dataset spec with its local folder (``broden:``, ``images:``, a bare Broden
+    directory) resolved against ``root``; other specs unchanged."""
+    kind, colon, rest = spec.partition(":")
+    if colon and kind in ("broden", "images") and rest:
+        return f"{kind}:{_local(root, rest)}"
+    if not colon and spec != "toyworld" and (_local(root, spec) / "index.csv").is_file():
+        return str(_local(root, spec))
+    return spec
+
+
+def _dissect_options(config: WorkspaceConfig, entry):
+    from ..dissect.runner import DissectOptions
+
+    return DissectOptions(quantile=entry.quantile, iou_threshold=entry.iou_threshold,
+                          threshold_on=entry.threshold_on, category_aware=entry.category_aware,
+                          split=entry.split, batch_size=entry.batch_size, device=config.device,
+                          mean=tuple(entry.mean) if entry.mean else None,
+                          std=tuple(entry.std) if entry.std else None, seed=config.seed,
+                          topk=entry.topk)
+
+
+def _ablation_options(config: WorkspaceConfig, entry, dissect_entry):
+    """The [[ablate]] entry's AblationOptions; normalisation from its [[dissect]] entry."""
+    from ..intervene import AblationOptions
+
+    return AblationOptions(
+        rank_split=entry.rank_split, eval_split=entry.eval_split, batch_size=entry.batch_size,
+        device=config.device, seed=config.seed,
+        mean=tuple(dissect_entry.mean) if dissect_entry.mean else None,
+        std=tuple(dissect_entry.std) if dissect_entry.std else None, strategy=entry.strategy,
+        random_draws=entry.random_draws, top_k=entry.top_k, science_k=entry.science_k,
+        adversarial=entry.adversarial, pgd_steps=entry.pgd_steps, cw_steps=entry.cw_steps)
+
+
+def _class_names(root: Path, entry, model) -> list[str]:
+    """The classifier's class names: the entry's ``classes`` file, else the model's own."""
+    if entry.classes:
+        path = _local(root, entry.classes)
+        try:
+            names = [n.strip() for n in path.read_text(encoding="utf-8").splitlines()]
+        except OSError as e:
+            raise ConfigError(f"[[ablate]] {entry.run}/{entry.layer}: classes = "
+                              f"{entry.classes!r}: cannot read {path}: {e.strerror or e}") from None
+        names = [n for n in names if n]
+        if not names:
+            raise ConfigError(f"[[ablate]] {entry.run}/{entry.layer}: {path} lists no class")
+        return names
+    names = getattr(model.module, "class_names", None)
+    if not names:
+        raise ConfigError(f"[[ablate]] {entry.run}/{entry.layer}: {model.spec} does not name "
+                          "its classes",
+                          hint="add classes = \"FILE\" (one class name per line, in output order)")
+    return [str(n) for n in names]
+
+
+def _check_available(config: WorkspaceConfig) -> None:
+    """Refuse, before any work, the stages this version cannot build."""
+    if config.gan:
+        names = ", ".join(repr(g.name) for g in config.gan)
+        raise ConfigError(f"[[gan]] {names}: the gan stage is not available in `unitdissect "
+                          "build` yet",
+                          hint="`unitdissect build --dry-run` validates [[gan]] entries; remove "
+                          "them to build the other stages")
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+def dry_run(config: WorkspaceConfig, workspace: Path | None = None) -> DryRunReport:
+    """Validate a config offline: every spec parses, every layer exists on the model (random
+    weights unless shipped), every option is valid. Nothing is downloaded and no dataset is
+    opened except the toy world; what a build will fetch or read is listed in ``needs``.
+
+    ``workspace`` (default: the config file's folder, else the current one) is what relative
+    paths in the config are relative to.
+    """
+    from ..datasets import default_build_options
+    from ..models import demo_registry  # noqa: F401 - registers the demo models
     from ..models import load_model, resolve_layers
 
-    checked = []
-    open_sources(config.dataset.sources)
-    checked.append(f"dataset: {', '.join(config.dataset.sources)}")
-    for entry in [*config.dissect, *config.gan]:
-        model = load_model(entry.model, seed=config.seed)  # random init unless demo weights
+    if workspace is None:
+        workspace = config.path.parent if config.path else Path.cwd()
+    workspace = Path(workspace).resolve()
+    report = DryRunReport()
+    d = config.dataset
+    if config.dissect:
+        sources = [_check_source(workspace, spec, report) for spec in d.sources]
+        default_build_options(sources, image_size=d.image_size, mask_size=d.mask_size,
+                              min_frequency=d.min_frequency, val_fraction=d.val_fraction)
+    else:
+        report.notes.append("no [[dissect]] entry: the [dataset] is not built")
+    models = {}
+    for entry in config.gan:
+        _check_generator(workspace, config, entry, report)
+    for entry in config.dissect:
+        model = load_model(_model_spec(workspace, entry.model), seed=config.seed)
         resolve_layers(model.module, entry.layers)
-        checked.append(f"{entry.name}: {entry.model} layers {', '.join(entry.layers)}")
-    if config.ablate or config.gan:
-        raise ConfigError("[[ablate]] and [[gan]] stages are not available in this version yet")
-    return checked
+        models[entry.name] = model
+        shipped = " (shipped weights)" if model.weights is not None else ""
+        report.checked.append(f"{entry.name}: {entry.model}{shipped}, layers "
+                              f"{', '.join(entry.layers)}")
+        if entry.weights:
+            weights = _local(workspace, entry.weights)
+            if not weights.is_file():
+                report.needs.append(f"{entry.name}: the weights file {weights}")
+    for entry in config.dissect:
+        _dissect_options(config, entry)
+    dissects = {e.name: e for e in config.dissect}
+    for entry in config.ablate:
+        _ablation_options(config, entry, dissects[entry.run])
+        where = f"ablate {entry.run}/{entry.layer}"
+        if entry.classes and not _local(workspace, entry.classes).is_file():
+            report.needs.append(f"{where}: the class names file "
+                                f"{_local(workspace, entry.classes)}")
+        else:
+            names = _class_names(workspace, entry, models[entry.run])
+            report.checked.append(f"{where}: {len(names)} classes")
+    for entry in config.gan:
+        _check_segmenter(workspace, entry, report)
+    if config.gan:
+        report.notes.append("[[gan]] entries are validated, but this version's `unitdissect "
+                            "build` cannot run the gan stage yet")
+    return report
+
+
+def _check_source(workspace: Path, spec: str, report: DryRunReport) -> Any:
+    """Check one dataset spec without downloading or reading a dataset; return the opened
+    toy world, else a stand-in with the source's name (for the build options' defaults)."""
+    from types import SimpleNamespace
+
+    from ..datasets import open_sources
+    from ..errors import SpecError
+
+    kind, colon, rest = spec.partition(":")
+    if kind == "toyworld":
+        (source,) = open_sources([spec])
+        report.checked.append(f"dataset source {spec}")
+        return source
+    if colon and kind == "hf":
+        from ..datasets.sources.hub import ADAPTERS, parse_hub_spec
+
+        name, options = parse_hub_spec(rest)
+        if name not in ADAPTERS:
+            raise SpecError(f"unknown hub dataset {name!r}",
+                            hint=f"hf:NAME with NAME one of {', '.join(ADAPTERS)}")
+        if "path" in options:
+            local = Path(options["path"]).expanduser()
+            if not local.exists():
+                report.needs.append(f"dataset source {spec}: the local copy {local}")
+        elif options.get("repo") or ADAPTERS[name].default_repo:
+            repo = options.get("repo") or ADAPTERS[name].default_repo
+            report.needs.append(f"dataset source {spec}: the hub dataset {repo} (downloaded by "
+                                "the build, or read from the local hub cache)")
+        else:
+            raise SpecError(f"hf:{name}: no public hub copy with these annotations is known; "
+                            "give path=DIR (a local copy) or repo=OWNER/NAME")
+        report.checked.append(f"dataset source {spec} (parsed, not opened)")
+        return SimpleNamespace(name=name, size=None)
+    if colon and kind == "broden":
+        if not rest:
+            raise SpecError("broden: needs a path, e.g. broden:data/broden1_224")
+        folder = _local(workspace, rest)
+        if not (folder / "index.csv").is_file():
+            report.needs.append(f"dataset source {spec}: a Broden directory at {folder}")
+        report.checked.append(f"dataset source {spec} (parsed, not opened)")
+        return SimpleNamespace(name="broden", size=None)
+    if not colon and (_local(workspace, spec) / "index.csv").is_file():
+        report.checked.append(f"dataset source {spec} (a Broden directory, not opened)")
+        return SimpleNamespace(name="broden", size=None)
+    (source,) = open_sources([_source_spec(workspace, spec)])  # the spec's own errors
+    report.checked.append(f"dataset source {spec}")
+    return source
+
+
+#: Layer names of ``progan:FILE`` generators (GAN Dissection's layout), checked without the file.
+_PROGAN_LAYER = re.compile(r"layer[1-9][0-9]*|output_[0-9]+x[0-9]+")
+
+
+def _check_generator(root: Path, config: WorkspaceConfig, entry, report: DryRunReport) -> None:
+    """A [[gan]] entry's generator: built (random or shipped weights) and its layers checked;
+    a checkpoint adapter (``progan:FILE``, ``stylegan2:FILE``) is built from its file when the
+    file is here, else only parsed (``progan:`` layer names checked by their pattern)."""
+    from ..errors import SpecError
+    from ..models import load_model, resolve_layers
+
+    kind, colon, target = entry.model.partition(":")
+    where = f"{entry.name}: {entry.model}"
+    if not (colon and kind in ("progan", "stylegan2")):
+        model = load_model(_model_spec(root, entry.model), seed=config.seed)
+        resolve_layers(model.module, entry.layers)
+        report.checked.append(f"{where}, layers {', '.join(entry.layers)}")
+        if entry.weights and not _local(root, entry.weights).is_file():
+            report.needs.append(f"{entry.name}: the weights file {_local(root, entry.weights)}")
+        return
+    if not target:
+        raise SpecError(f"[[gan]] {entry.name}: {entry.model!r}: give the checkpoint file, "
+                        f"e.g. {kind}:generator.pth")
+    if entry.weights:
+        raise ConfigError(f"[[gan]] {entry.name}: {kind}:FILE is the weights; drop weights = "
+                          f"{entry.weights!r}")
+    checkpoint = _local(root, target)
+    if checkpoint.is_file():
+        from ..generator import load_generator
+
+        generator = load_generator(f"{kind}:{checkpoint}")
+        resolve_layers(generator.module, entry.layers)
+        report.checked.append(f"{where}, layers {', '.join(entry.layers)}")
+        return
+    report.needs.append(f"{entry.name}: the generator checkpoint {checkpoint}")
+    if kind == "progan":
+        bad = [layer for layer in entry.layers if not _PROGAN_LAYER.fullmatch(layer)]
+        if bad:
+            raise ConfigError(f"[[gan]] {entry.name}: {', '.join(map(repr, bad))}: a progan: "
+                              "generator's layers are layer1, layer2, ... and output_RxR")
+        report.checked.append(f"{where} (parsed; layers {', '.join(entry.layers)} checked by "
+                              "name, the depth needs the checkpoint)")
+    else:
+        report.checked.append(f"{where} (parsed; the layers need the checkpoint)")
+
+
+def _in_hub_cache(repo: str) -> bool:
+    """Whether a hub model's config is in the local hub cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
+    except Exception:  # a malformed repo id: the build's loader reports it
+        return False
+
+
+def _check_segmenter(workspace: Path, entry, report: DryRunReport) -> None:
+    """Parse a [[gan]] entry's segmenter spec; nothing is loaded."""
+    from ..errors import SpecError
+    from ..segmenters import TORCHVISION_SEGMENTERS
+
+    spec = entry.segmenter
+    kind, colon, rest = spec.partition(":")
+    if spec == "demo:segmenter":
+        pass
+    elif colon and kind == "torchvision":
+        if rest not in TORCHVISION_SEGMENTERS:
+            raise SpecError(f"[[gan]] {entry.name}: unknown torchvision segmentation model "
+                            f"{rest!r}", hint=f"known: {', '.join(TORCHVISION_SEGMENTERS)}")
+        report.notes.append(f"{entry.name}: segmenter {spec} labels the 20 Pascal VOC classes "
+                            "and needs a weights file (none is downloaded)")
+    elif colon and kind == "hf" and rest:
+        if not _local(workspace, rest).is_dir() and not _in_hub_cache(rest):
+            report.needs.append(f"{entry.name}: the segmentation model {rest} in a local "
+                                f"folder or the local hub cache (huggingface-cli download {rest})")
+    else:
+        raise SpecError(f"[[gan]] {entry.name}: unknown segmenter spec {spec!r}",
+                        hint="use demo:segmenter, torchvision:NAME or hf:PATH")
+    report.checked.append(f"{entry.name}: segmenter {spec} (parsed, not loaded)")
+
+
+# --------------------------------------------------------------------------- build
+
+
+@dataclass
+class _Build:
+    """What the stages of one build share."""
+
+    workspace: Path
+    root: Path  # relative paths of the config are relative to it
+    config: WorkspaceConfig
+    summary: BuildSummary
+    state: _State
+    manifest: dict[str, Any]
+    force: bool
+    progress: bool
+    log: Callable[[str], None]
+    probe: Any = None
+    models: dict[str, Any] = field(default_factory=dict)  # run name -> LoadedModel
+    #: the stages whose results the site shows, in order: their fingerprints enter render's
+    shown: list[str] = field(default_factory=list)
 
 
 def build(workspace: Path, config: WorkspaceConfig, force: bool = False,
-          progress: bool = True, log: Callable[[str], None] = lambda s: None) -> BuildSummary:
-    """Run every stage of the workspace's config; return the summary."""
-    from ..datasets import build_dataset, default_build_options, open_sources
-    from ..datasets.probe import ProbeSet
+          progress: bool = True, log: Callable[[str], None] = lambda s: None,
+          root: Path | None = None) -> BuildSummary:
+    """Run every stage of the workspace's config; return the summary.
+
+    Relative paths in the config (local datasets, model files, weights, class lists) are
+    relative to ``root``, by default the workspace.
+    """
     from ..dissect.manifest import machine_info, software_versions, utc_now
     from ..io import write_json
+    from ..models import demo_registry  # noqa: F401 - registers the demo models
 
-    if config.ablate or config.gan:
-        raise ConfigError("[[ablate]] and [[gan]] stages are not available in this version yet")
+    _check_available(config)
     workspace = Path(workspace).resolve()
-    started = utc_now()
-    summary, state = BuildSummary(), _State(workspace)
     manifest: dict[str, Any] = {
-        "format": "unitdissect-build", "format_version": 1, "started": started,
+        "format": "unitdissect-build", "format_version": 1, "started": utc_now(),
         "config": {"path": str(config.path) if config.path else None,
                    "resolved": _as_dict(config)},
         "versions": software_versions(), "machine": machine_info(config.device),
-        "seed": config.seed, "datasets": {}, "models": {}, "stages": {},
+        "seed": config.seed, "datasets": {}, "models": {}, "ablations": {}, "stages": {},
     }
+    ctx = _Build(workspace, Path(root).resolve() if root is not None else workspace, config,
+                 BuildSummary(), _State(workspace), manifest, force, progress, log)
 
-    # -- dataset -----------------------------------------------------------------------
-    d = config.dataset
-    sources = open_sources(d.sources)
-    options = default_build_options(sources, image_size=d.image_size, mask_size=d.mask_size,
-                                    min_frequency=d.min_frequency,
-                                    val_fraction=d.val_fraction)
-    result = {}
-
-    def dataset_stage() -> str:
-        r = build_dataset(sources, None, options, force=force, progress=progress,
-                          cache_dir=workspace / "data" / "datasets")
-        result["dataset"] = r
-        return f"{r.images} images" + (f", {len(r.skipped)} skipped" if r.skipped else "")
-
-    from ..datasets.build import dataset_fingerprint
-
-    data_fp = dataset_fingerprint(sources, options)
-    _stage(summary, state, "dataset", data_fp, [], dataset_stage, False, log)
-    if "dataset" not in result:  # up to date: still resolve the folder (instant)
-        result["dataset"] = build_dataset(sources, None, options, progress=False,
-                                          cache_dir=workspace / "data" / "datasets")
-    probe = ProbeSet(result["dataset"].path)
-    manifest["datasets"]["main"] = {"sources": d.sources, "path": str(probe.path),
-                                    "fingerprint": probe.fingerprint,
-                                    "options": options.content()}
-
-    # -- dissect -----------------------------------------------------------------------
-    run_dirs = []
-    for entry in config.dissect:
-        run_dirs.append(_dissect_stage(summary, state, workspace, config, entry, probe,
-                                       force, progress, log, manifest))
+    # -- dataset (only [[dissect]] and [[ablate]] read it) ----------------------------
+    if config.dissect:
+        ctx.probe = _dataset_stage(ctx)
+    run_dirs = [_dissect_stage(ctx, entry) for entry in config.dissect]
+    # -- ablate (each needs its dissection's model and units.csv) -----------------------
+    for entry in config.ablate:
+        _ablate_stage(ctx, entry)
+    # -- gan: TODO(issue 8) wire builder.generator.run_gan here --------------------------
+    # A ``_gan_stage(ctx, entry)`` beside ``_ablate_stage``: resolve the entry's relative paths
+    # against ``ctx.root`` (``progan:FILE`` / ``stylegan2:FILE``, ``file.py:`` specs, weights;
+    # see ``_check_generator``), call ``run_gan(model, entry.layers, entry.segmenter,
+    # entry.samples, runs/<name>, GanOptions(...), progress)``, fingerprint the weights' sha,
+    # the segmenter spec and the options, append its stage name to ``ctx.shown`` (so render
+    # depends on it) and its run folder to ``run_dirs``; then drop [[gan]] from
+    # ``_check_available``.
 
     # -- render ------------------------------------------------------------------------
     site_dir = (workspace / config.site.out).resolve()
-    upstream = [state.data.get(f"dissect:{e.name}", "") for e in config.dissect]
+    upstream = [(name, ctx.state.data.get(name, "")) for name in ctx.shown]
     render_fp = fingerprint("render", PIPELINE_VERSION, __version__, upstream,
                             dataclasses.asdict(config.site), _templates_fingerprint())
 
@@ -176,46 +454,113 @@ def build(workspace: Path, config: WorkspaceConfig, force: bool = False,
         r = render_site(run_dirs, site_dir)
         return f"{getattr(r, 'pages', '')} pages".strip()
 
-    _stage(summary, state, "render", render_fp, [site_dir / "index.html"], render_stage,
-           force, log)
-    summary.site = site_dir / "index.html"
+    _stage(ctx.summary, ctx.state, "render", render_fp, [site_dir / "index.html"],
+           render_stage, force, log)
+    ctx.summary.site = site_dir / "index.html"
     manifest["stages"] = {s.name: {"seconds": round(s.seconds, 3), "cached": s.cached,
-                                   "fingerprint": state.data.get(s.name)}
-                          for s in summary.stages}
+                                   "fingerprint": ctx.state.data.get(s.name)}
+                          for s in ctx.summary.stages}
     manifest["finished"] = utc_now()
-    summary.manifest = write_json(workspace / MANIFEST_FILE, manifest)
-    return summary
+    ctx.summary.manifest = write_json(workspace / MANIFEST_FILE, manifest)
+    return ctx.summary
 
 
-def _dissect_stage(summary, state, workspace, config, entry, probe, force, progress, log,
-                   manifest) -> Path:
-    from ..dissect.runner import DissectOptions, dissect
+def _dataset_stage(ctx: _Build):
+    """Build (or find) the workspace's concept dataset and open it."""
+    from ..datasets import build_dataset, default_build_options, open_sources
+    from ..datasets.build import dataset_fingerprint
+    from ..datasets.probe import ProbeSet
+
+    d, workspace, force, progress = ctx.config.dataset, ctx.workspace, ctx.force, ctx.progress
+    sources = open_sources([_source_spec(ctx.root, s) for s in d.sources])
+    options = default_build_options(sources, image_size=d.image_size, mask_size=d.mask_size,
+                                    min_frequency=d.min_frequency,
+                                    val_fraction=d.val_fraction)
+    cache_dir = workspace / "data" / "datasets"
+    result = {}
+
+    def dataset_stage() -> str:
+        r = build_dataset(sources, None, options, force=force, progress=progress,
+                          cache_dir=cache_dir)
+        result["dataset"] = r
+        return f"{r.images} images" + (f", {len(r.skipped)} skipped" if r.skipped else "")
+
+    _stage(ctx.summary, ctx.state, "dataset", dataset_fingerprint(sources, options), [],
+           dataset_stage, False, ctx.log)
+    if "dataset" not in result:  # up to date: still resolve the folder (instant)
+        result["dataset"] = build_dataset(sources, None, options, progress=False,
+                                          cache_dir=cache_dir)
+    probe = ProbeSet(result["dataset"].path)
+    ctx.manifest["datasets"]["main"] = {"sources": d.sources, "path": str(probe.path),
+                                        "fingerprint": probe.fingerprint,
+                                        "options": options.content()}
+    return probe
+
+
+def _dissect_stage(ctx: _Build, entry) -> Path:
+    from ..dissect.runner import dissect
     from ..models import load_model
 
-    model = load_model(entry.model, weights=entry.weights, seed=config.seed)
-    out = workspace / "runs" / entry.name
-    opts = DissectOptions(quantile=entry.quantile, iou_threshold=entry.iou_threshold,
-                          threshold_on=entry.threshold_on, category_aware=entry.category_aware,
-                          split=entry.split, batch_size=entry.batch_size, device=config.device,
-                          mean=tuple(entry.mean) if entry.mean else None,
-                          std=tuple(entry.std) if entry.std else None, seed=config.seed,
-                          topk=entry.topk)
-    fp = fingerprint("dissect", PIPELINE_VERSION, model.weights_sha256, probe.fingerprint,
+    config = ctx.config
+    model = load_model(_model_spec(ctx.root, entry.model),
+                       weights=_local(ctx.root, entry.weights) if entry.weights else None,
+                       seed=config.seed)
+    ctx.models[entry.name] = model
+    out = ctx.workspace / "runs" / entry.name
+    opts = _dissect_options(config, entry)
+    fp = fingerprint("dissect", PIPELINE_VERSION, model.weights_sha256, ctx.probe.fingerprint,
                      entry.layers, {k: v for k, v in dataclasses.asdict(opts).items()
                                     if k not in ("num_workers", "checkpoint_every")})
-    manifest["models"][entry.name] = {"spec": entry.model, "weights": str(model.weights or ""),
-                                      "weights_sha256": model.weights_sha256,
-                                      "seed": config.seed, "layers": entry.layers}
+    ctx.manifest["models"][entry.name] = {
+        "spec": entry.model, "weights": str(model.weights or ""),
+        "weights_sha256": model.weights_sha256, "seed": config.seed, "layers": entry.layers}
 
     def work() -> str:
-        dissect(model, entry.layers, probe, out, opts, progress=progress,
+        dissect(model, entry.layers, ctx.probe, out, opts, progress=ctx.progress,
                 dataset_spec=",".join(config.dataset.sources),
                 command=["unitdissect", "build"])
         return f"{len(entry.layers)} layers of {entry.model}"
 
-    _stage(summary, state, f"dissect:{entry.name}", fp, [out / "manifest.json"], work, force,
-           log)
+    name = f"dissect:{entry.name}"
+    _stage(ctx.summary, ctx.state, name, fp, [out / "manifest.json"], work, ctx.force, ctx.log)
+    ctx.shown.append(name)
     return out
+
+
+def _ablate_stage(ctx: _Build, entry) -> Path:
+    """``runs/<run>/ablation/<layer>/``: cached on the dissection's fingerprint (its units.csv
+    labels the important units), the weights, the probe set, the classes and the options."""
+    from ..intervene import ABLATION_VERSION, run_ablation
+
+    dissect_entry = next(d for d in ctx.config.dissect if d.name == entry.run)
+    model = ctx.models[entry.run]
+    names = _class_names(ctx.root, entry, model)
+    opts = _ablation_options(ctx.config, entry, dissect_entry)
+    run_dir = ctx.workspace / "runs" / entry.run
+    folder = run_dir / "ablation" / entry.layer
+    results = {k: v for k, v in dataclasses.asdict(opts).items()
+               if k not in ("num_workers", "cache_memory", "chunk_memory")}
+    fp = fingerprint("ablate", PIPELINE_VERSION, ABLATION_VERSION,
+                     ctx.state.data.get(f"dissect:{entry.run}", ""), model.weights_sha256,
+                     ctx.probe.fingerprint, entry.layer, names, results)
+    name = f"ablate:{entry.run}:{entry.layer}"
+    ctx.manifest["ablations"][name] = {"run": entry.run, "layer": entry.layer,
+                                       "classes": len(names), "options": results}
+
+    def work() -> str:
+        if ctx.force:  # forget the runner's finished sub-stages
+            (folder / "manifest.json").unlink(missing_ok=True)
+        run_ablation(model, entry.layer, ctx.probe, run_dir, opts, class_names=names,
+                     progress=ctx.progress, dataset_spec=",".join(ctx.config.dataset.sources),
+                     command=["unitdissect", "build"])
+        baseline = json.loads((folder / "baseline.json").read_text(encoding="utf-8"))
+        return f"{baseline['units']} units x {len(baseline['classes'])} classes"
+
+    _stage(ctx.summary, ctx.state, name, fp,
+           [folder / f for f in ("manifest.json", "single_unit.npy", "curves.csv")], work,
+           ctx.force, ctx.log)
+    ctx.shown.append(name)
+    return folder
 
 
 def _as_dict(config: WorkspaceConfig) -> dict:
