@@ -581,7 +581,8 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
                     "images": ctx.num_images, "total_images": len(probe),
                     "image_size": int(probe.image_size), "mask_size": ctx.mask_size,
                     "split": options.split, "num_columns": ctx.num_columns,
-                    "categories": ctx.categories},
+                    "categories": ctx.categories,
+                    "inputs": getattr(probe, "inputs", "images")},
         "options": {**dataclasses.asdict(options), "mean": list(mean), "std": list(std),
                     "device": device.type, "device_requested": options.device,
                     "quantile_method": used_exact.pop() if len(used_exact) == 1 else "mixed",
@@ -647,7 +648,9 @@ def _dissect_group(module: torch.nn.Module, layers: list[str], probe: Any, indic
     cache = _Cache(options.cache_memory)
 
     def forward(batch: Any) -> dict[str, torch.Tensor]:
-        trace.run((batch.images.to(device) - mean_t) / std_t)
+        inputs = getattr(batch, "inputs", None)  # a probe's own model inputs (e.g. latents)
+        trace.run((batch.images.to(device) - mean_t) / std_t if inputs is None
+                  else inputs.to(device))
         return {n: trace[n] for n in layers}
 
     def payload_of(batch: Any) -> _Payload:
