@@ -50,6 +50,22 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def reproducing_command(command: str, args: argparse.Namespace,
+                        negated: dict[str, str] | None = None) -> list[str]:
+    """The command line that reproduces ``args``, every option spelled out (for manifests);
+    ``negated`` maps a boolean flag that is on by default to its ``--no-...`` spelling."""
+    negated = negated or {}
+    words = ["unitdissect", command]
+    for name, value in vars(args).items():
+        if name in ("run", "command", "debug") or value is None:
+            continue
+        if name in negated:
+            words += [] if value else [negated[name]]
+        else:
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    return words
+
+
 def _error(message: str, hint: str | None = None) -> None:
     red, reset = ("\033[31m", "\033[0m") if sys.stderr.isatty() else ("", "")
     print(f"{red}unitdissect: error:{reset} {message}", file=sys.stderr)

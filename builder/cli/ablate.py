@@ -85,17 +85,11 @@ def _class_names(path: str | None) -> list[str] | None:
     return names
 
 
-def _command(args: argparse.Namespace) -> list[str]:
-    command = ["unitdissect", "ablate"]
-    for name, value in vars(args).items():
-        if name not in ("run", "command", "debug") and value is not None:
-            command += [f"--{name.replace('_', '-')}", str(value)]
-    return command
-
-
 def run(args: argparse.Namespace) -> int:
     """Validate the options, load the model and the probe set, ablate, print a summary."""
     import json
+
+    from . import reproducing_command
 
     from ..datasets import resolve_probe_set
     from ..dissect.runner import resolve_device
@@ -118,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     resolve_layers(model.module, [args.layer])  # a bad layer fails before the dataset loads
     probe = resolve_probe_set(args.dataset, progress=progress)
     folder = run_ablation(model, args.layer, probe, args.out, options, class_names=classes,
-                          progress=progress, dataset_spec=args.dataset, command=_command(args))
+                          progress=progress, dataset_spec=args.dataset,
+                          command=reproducing_command("ablate", args))
     baseline = json.loads((folder / "baseline.json").read_text(encoding="utf-8"))
     science = json.loads((folder / "science.json").read_text(encoding="utf-8"))
     print(f"{args.layer}: {baseline['units']} units, {len(baseline['classes'])} classes, "

@@ -96,22 +96,11 @@ def parse_triple(text: str | None, flag: str) -> tuple[float, ...] | None:
     return values
 
 
-def _command(args: argparse.Namespace) -> list[str]:
-    """The command line that reproduces this run, every option spelled out."""
-    command = ["unitdissect", "dissect"]
-    for name, value in vars(args).items():
-        if name in ("run", "command", "debug") or value is None:
-            continue
-        if name == "category_aware":
-            command += [] if value else ["--no-category-aware"]
-        else:
-            command += [f"--{name.replace('_', '-')}", str(value)]
-    return command
-
-
 def run(args: argparse.Namespace) -> int:
     """Validate the options, load the model and the probe set, dissect, print a summary."""
     import json
+
+    from . import reproducing_command
 
     from ..datasets import resolve_probe_set
     from ..dissect import DissectOptions, dissect, resolve_device
@@ -136,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, weights=args.weights, seed=args.seed, device=str(device))
     probe = resolve_probe_set(args.dataset, progress=progress)
     out = dissect(model, layers, probe, args.out, options, progress=progress,
-                  dataset_spec=args.dataset, command=_command(args))
+                  dataset_spec=args.dataset,
+                  command=reproducing_command(
+                      "dissect", args, {"category_aware": "--no-category-aware"}))
     for name in layers:
         info = json.loads((out / "layers" / name / "layer.json").read_text(encoding="utf-8"))
         detectors = sum(info["detectors"].values())

@@ -119,21 +119,11 @@ def _pair(text: str | None) -> tuple[float, float] | None:
     return low, high
 
 
-def _command(args: argparse.Namespace) -> list[str]:
-    command = ["unitdissect", "gan"]
-    for name, value in vars(args).items():
-        if name in ("run", "command", "debug") or value is None:
-            continue
-        if name == "insertion":
-            command += [] if value else ["--no-insertion"]
-        else:
-            command += [f"--{name.replace('_', '-')}", str(value)]
-    return command
-
-
 def run(args: argparse.Namespace) -> int:
     """Validate the options, run the generator experiments, print the science check."""
     import json
+
+    from . import reproducing_command
 
     from ..errors import ConfigError
     from ..generator import GanOptions, run_gan
@@ -157,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         truncation=args.truncation, output_range=_pair(args.output_range),
         segmenter_weights=args.segmenter_weights)
     out = run_gan(args.model, layers, args.segmenter, args.samples, args.out, options,
-                  progress=sys.stderr.isatty(), command=_command(args))
+                  progress=sys.stderr.isatty(),
+                  command=reproducing_command("gan", args, {"insertion": "--no-insertion"}))
     for layer in layers:
         folder = out / "generator" / layer
         science = json.loads((folder / "science.json").read_text(encoding="utf-8"))
