@@ -89,14 +89,13 @@ def run(args: argparse.Namespace) -> int:
     """Validate the options, load the model and the probe set, ablate, print a summary."""
     import json
 
-    from . import reproducing_command
-
     from ..datasets import resolve_probe_set
     from ..dissect.runner import resolve_device
     from ..intervene import AblationOptions, run_ablation
     from ..models import demo_registry  # noqa: F401 - registers demo:classifier
     from ..models import load_model, resolve_layers
     from .dissect import parse_size, parse_triple
+    from . import reproducing_command
 
     options = AblationOptions(
         rank_split=args.rank_split, eval_split=args.eval_split, batch_size=args.batch_size,

@@ -100,12 +100,11 @@ def run(args: argparse.Namespace) -> int:
     """Validate the options, load the model and the probe set, dissect, print a summary."""
     import json
 
-    from . import reproducing_command
-
     from ..datasets import resolve_probe_set
     from ..dissect import DissectOptions, dissect, resolve_device
     from ..errors import ConfigError
     from ..models import load_model
+    from . import reproducing_command
 
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
     if not layers:

@@ -123,10 +123,9 @@ def run(args: argparse.Namespace) -> int:
     """Validate the options, run the generator experiments, print the science check."""
     import json
 
-    from . import reproducing_command
-
     from ..errors import ConfigError
     from ..generator import GanOptions, run_gan
+    from . import reproducing_command
 
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
     if not layers:

@@ -121,27 +121,35 @@ class DissectOptions:
             problems.append(f"--split must be all, train or val, got {self.split!r}")
         if not isinstance(self.category_aware, bool):
             problems.append(f"category_aware must be True or False, got {self.category_aware!r}")
-        device = str(self.device)
-        if device.split(":")[0] not in _DEVICES or (":" in device and not (
-                device.startswith("cuda:") and device[5:].isdigit())):
-            problems.append(f"--device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            try:
-                value = tuple(float(v) for v in value)
-            except (TypeError, ValueError):
-                problems.append(f"--{name} must be three numbers R,G,B, got {value!r}")
-                continue
-            if len(value) != 3 or not all(math.isfinite(v) for v in value):
-                problems.append(f"--{name} must be three finite numbers R,G,B, got {value!r}")
-            elif name == "std" and min(value) <= 0:
-                problems.append(f"--std must be positive, got {value!r}")
-            else:
-                setattr(self, name, value)
+        problems += input_problems(self)
         if problems:
             raise ConfigError("; ".join(problems))
+
+
+def input_problems(options: Any) -> list[str]:
+    """What is wrong with ``options.device``, ``.mean`` and ``.std`` (shared by the dissection
+    and ablation options); valid mean/std become float tuples in place."""
+    problems = []
+    device = str(options.device)
+    if device.split(":")[0] not in _DEVICES or (":" in device and not (
+            device.startswith("cuda:") and device[5:].isdigit())):
+        problems.append(f"--device must be auto, cpu, cuda[:N] or mps, got {options.device!r}")
+    for name in ("mean", "std"):
+        value = getattr(options, name)
+        if value is None:
+            continue
+        try:
+            value = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            problems.append(f"--{name} must be three numbers R,G,B, got {value!r}")
+            continue
+        if len(value) != 3 or not all(math.isfinite(v) for v in value):
+            problems.append(f"--{name} must be three finite numbers R,G,B, got {value!r}")
+        elif name == "std" and min(value) <= 0:
+            problems.append(f"--std must be positive, got {value!r}")
+        else:
+            setattr(options, name, value)
+    return problems
 
 
 def _flag(name: str) -> str:
@@ -463,7 +471,8 @@ class _Cache:
             self.used -= item[0].nbytes() + sum(a.numel() * 4 for a in item[1].values())
 
 
-def _normalisation(options: DissectOptions, model: Any) -> tuple[tuple[float, ...], ...]:
+def normalisation(options: Any, model: Any) -> tuple[tuple[float, ...], ...]:
+    """The input mean and std: the options', else the model's, else ImageNet's."""
     mean = options.mean or tuple(getattr(model, "mean", None) or IMAGENET_MEAN)
     std = options.std or tuple(getattr(model, "std", None) or IMAGENET_STD)
     if len(mean) != 3 or len(std) != 3:
@@ -531,7 +540,7 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
     for name in layers:
         if not _SAFE_LAYER.fullmatch(name) or ".." in name:
             raise ConfigError(f"layer name {name!r} cannot be used as a folder name")
-    mean, std = _normalisation(options, model)
+    mean, std = normalisation(options, model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     indices = np.asarray(probe.split_indices(options.split), dtype=np.int64)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .. import io as atomic
+from ..dissect.runner import input_problems, normalisation
 from ..errors import ConfigError, DatasetError
 from ..fingerprint import file_sha256, fingerprint
 from .adversarial import change_overlap, cw_l2_attack, pgd_attack, unit_changes
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 ABLATION_VERSION = 1
 MANIFEST_FORMAT = "unitdissect-ablation"
 _SAFE_LAYER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
-_DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Test hook: called with the stage name after each stage is written.
 _after_stage: Any = None
 
@@ -104,25 +104,7 @@ class AblationOptions:
         if self.strategy not in STRATEGIES:
             problems.append(f"--strategy must be one of {', '.join(STRATEGIES)}, "
                             f"got {self.strategy!r}")
-        device = str(self.device)
-        if device.split(":")[0] not in _DEVICES or (":" in device and not (
-                device.startswith("cuda:") and device[5:].isdigit())):
-            problems.append(f"--device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            try:
-                value = tuple(float(v) for v in value)
-            except (TypeError, ValueError):
-                value = ()
-            if len(value) != 3 or not all(math.isfinite(v) for v in value) or \
-                    (name == "std" and min(value) <= 0):
-                positive = " (positive)" if name == "std" else ""
-                problems.append(f"--{name} must be three finite numbers R,G,B{positive}, "
-                                f"got {getattr(self, name)!r}")
-            else:
-                setattr(self, name, value)
+        problems += input_problems(self)
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -239,16 +221,6 @@ def _read_units(run_dir: Path, layer: str,
     return rows, file_sha256(path)
 
 
-def _normalisation(options: AblationOptions, model: Any) -> tuple[tuple[float, ...], ...]:
-    from ..dissect.runner import IMAGENET_MEAN, IMAGENET_STD
-
-    mean = options.mean or tuple(getattr(model, "mean", None) or IMAGENET_MEAN)
-    std = options.std or tuple(getattr(model, "std", None) or IMAGENET_STD)
-    if len(mean) != 3 or len(std) != 3:
-        raise ConfigError("the model declares a non-RGB mean/std; give --mean and --std")
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-
-
 def run_ablation(model: Any, layer: str, probe: Any, out: str | Path,
                  options: AblationOptions | None = None, *,
                  class_names: Sequence[str] | None = None,
@@ -274,7 +246,7 @@ def run_ablation(model: Any, layer: str, probe: Any, out: str | Path,
         raise ConfigError(f"{model.spec} does not name its classes",
                           hint="pass --classes FILE (one class name per line, in output order)")
     full = match_classes(names, probe.concepts)
-    mean, std = _normalisation(options, model)
+    mean, std = normalisation(options, model)
     to_class = full.concept_to_class(int(probe.num_columns))
     splits = {"rank": _split(probe, options.rank_split, to_class),
               "eval": _split(probe, options.eval_split, to_class)}
