@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from ..errors import UnitDissectError
+from ..errors import ConfigError, UnitDissectError
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("build", "dataset", "layers", "dissect", "ablate", "gan", "render", "serve",
@@ -48,6 +48,15 @@ def make_parser() -> argparse.ArgumentParser:
     for module in _available_commands():
         module.register(sub)
     return parser
+
+
+def layer_list(text: str) -> list[str]:
+    """The layers of a ``--layers A,B`` option; at least one."""
+    layers = [name.strip() for name in text.split(",") if name.strip()]
+    if not layers:
+        raise ConfigError("--layers must name at least one layer",
+                          hint="list them with `unitdissect layers MODEL`")
+    return layers
 
 
 def reproducing_command(command: str, args: argparse.Namespace,

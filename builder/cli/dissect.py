@@ -102,14 +102,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..datasets import resolve_probe_set
     from ..dissect import DissectOptions, dissect, resolve_device
-    from ..errors import ConfigError
     from ..models import load_model
-    from . import reproducing_command
+    from . import layer_list, reproducing_command
 
-    layers = [name.strip() for name in args.layers.split(",") if name.strip()]
-    if not layers:
-        raise ConfigError("--layers must name at least one layer",
-                          hint="list them with `unitdissect layers MODEL`")
+    layers = layer_list(args.layers)
     options = DissectOptions(
         quantile=args.quantile, iou_threshold=args.iou_threshold, threshold_on=args.threshold_on,
         category_aware=args.category_aware, split=args.split, batch_size=args.batch_size,

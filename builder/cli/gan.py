@@ -123,14 +123,10 @@ def run(args: argparse.Namespace) -> int:
     """Validate the options, run the generator experiments, print the science check."""
     import json
 
-    from ..errors import ConfigError
     from ..generator import GanOptions, run_gan
-    from . import reproducing_command
+    from . import layer_list, reproducing_command
 
-    layers = [name.strip() for name in args.layers.split(",") if name.strip()]
-    if not layers:
-        raise ConfigError("--layers must name at least one layer",
-                          hint="list them with `unitdissect layers MODEL`")
+    layers = layer_list(args.layers)
     options = GanOptions(
         seed=args.seed, batch_size=args.batch_size, device=args.device,
         concepts=_names(args.concepts), num_concepts=args.num_concepts,
