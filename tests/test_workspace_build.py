@@ -81,11 +81,49 @@ def test_interrupted_build_resumes_and_options_recompute_only_their_stage(tmp_pa
     assert build(tmp_path, load_config(tmp_path), progress=False).stages[-1].cached
 
 
-def test_gan_entries_are_refused_before_any_work(tmp_path):
-    config = parse_config('[[gan]]\nname = "g"\nmodel = "demo:generator"\nlayers = ["x"]\n')
-    with pytest.raises(ConfigError, match=r"\[\[gan\]\] 'g'"):
-        build(tmp_path, config, progress=False)
-    assert not (tmp_path / "runs").exists()
+GAN_BUILD = """\
+[[gan]]
+name = "gen"
+model = "demo:generator"
+layers = ["layer4"]
+samples = 24
+counts = [0, 2]
+num_concepts = 2
+science_units = 2
+insertion_units = 2
+insertion_samples = 2
+insertion_windows = 2
+gallery_size = 2
+batch_size = 12
+"""
+
+
+def test_gan_stage_builds_caches_and_reruns_on_a_changed_option(tmp_path):
+    config = tmp_path / "unitdissect.toml"
+    config.write_text(GAN_BUILD)
+    summary = build(tmp_path, load_config(tmp_path), progress=False)
+    assert _built(summary) == {"gan:gen": True, "render": True}
+    run = tmp_path / "runs" / "gen"
+    for name in ("ablation.csv", "insertion.csv", "science.json", "summary.json",
+                 "gallery/gallery.json"):
+        assert (run / "generator" / "layer4" / name).is_file(), name
+    assert len(list((tmp_path / "data" / "samples").glob("*/chunks/*-labels.npy"))) == 1
+    manifest = json.loads((tmp_path / "runs" / "build-manifest.json").read_text())
+    assert manifest["generators"]["gen"]["weights_sha256"]
+    assert manifest["generators"]["gen"]["options"]["ablation_counts"] == [0, 2]
+    assert _built(build(tmp_path, load_config(tmp_path), progress=False)) == {
+        "gan:gen": False, "render": False}
+    config.write_text(GAN_BUILD.replace("counts = [0, 2]", "counts = [0, 1, 2]"))
+    assert _built(build(tmp_path, load_config(tmp_path), progress=False)) == {
+        "gan:gen": True, "render": True}
+    rows = (run / "generator" / "layer4" / "ablation.csv").read_text().splitlines()
+    assert {r.split(",")[3] for r in rows[1:]} >= {"0", "1", "2"}
+
+
+def test_gan_option_errors_name_the_entry(tmp_path):
+    config = parse_config(GAN_BUILD.replace("counts = [0, 2]", "counts = []"))
+    with pytest.raises(ConfigError, match=r"\[\[gan\]\] gen: --counts"):
+        dry_run(config, tmp_path)
 
 
 def test_ablation_needs_class_names(tmp_path):

@@ -65,7 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--insertion-patch", type=int, default=1, metavar="CELLS",
                    help="side of the forced window, in feature-map cells (default 1)")
     p.add_argument("--insertion-stride", type=int, metavar="CELLS",
-                   help="between windows (default: at most 8 windows per side)")
+                   help="between windows (default: at most --insertion-windows per side)")
+    p.add_argument("--insertion-windows", type=int, default=8, metavar="N",
+                   help="the default stride places at most N windows per side (default 8)")
     p.add_argument("--science-units", type=int, default=20, metavar="N",
                    help="the science check removes N units (default 20)")
     p.add_argument("--gallery-size", type=int, default=8, metavar="N",
@@ -134,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         ablation_samples=args.ablation_samples, insertion=args.insertion,
         insertion_units=args.insertion_units, insertion_percentile=args.insertion_percentile,
         insertion_samples=args.insertion_samples, insertion_patch=args.insertion_patch,
-        insertion_stride=args.insertion_stride, science_units=args.science_units,
+        insertion_stride=args.insertion_stride, insertion_windows=args.insertion_windows,
+        science_units=args.science_units,
         gallery_size=args.gallery_size, mask_size=args.mask_size, quantile=args.quantile,
         iou_threshold=args.iou_threshold, images_per_pass=args.images_per_pass,
         strategy=args.strategy, cache_dir=args.cache_dir, weights=args.weights,

@@ -45,9 +45,7 @@ log = logging.getLogger(__name__)
 GAN_FORMAT = "unitdissect-generator"
 GAN_FORMAT_VERSION = 1
 #: Bumped whenever the results of the same inputs change (invalidates finished layers).
-GAN_ENGINE_VERSION = 1
-#: At most this many insertion windows per side of the feature map (the default stride).
-MAX_WINDOWS_PER_SIDE = 8
+GAN_ENGINE_VERSION = 2
 
 
 @dataclass
@@ -67,7 +65,8 @@ class GanOptions:
     insertion_percentile: float = 99.5  # ... to this percentile of their activations
     insertion_samples: int = 64  # the first this many samples
     insertion_patch: int = 1  # window side, in cells of the layer's feature map
-    insertion_stride: int | None = None  # None: at most 8 windows per side
+    insertion_stride: int | None = None  # None: at most insertion_windows per side
+    insertion_windows: int = 8  # the default stride places at most this many windows per side
     science_units: int = 20  # the science check removes this many units ...
     science_removed: float = 0.5  # ... and needs this fraction of the pixels removed
     confidence: float = 0.99  # of every interval
@@ -99,7 +98,8 @@ class GanOptions:
 
         for name, low in (("seed", 0), ("batch_size", 1), ("num_concepts", 1), ("max_units", 1),
                           ("insertion_units", 1), ("insertion_samples", 1),
-                          ("insertion_patch", 1), ("science_units", 1), ("gallery_size", 0),
+                          ("insertion_patch", 1), ("insertion_windows", 1), ("science_units", 1),
+                          ("gallery_size", 0),
                           ("topk", 1), ("images_per_pass", 1)):
             integer(name, low)
         for name in ("ablation_samples", "insertion_stride", "mask_size", "latent_dim"):
@@ -391,7 +391,7 @@ def _insertions(split: LayerSplit, probe: SampleProbe, labeller: Labeller, conce
         log.warning("layer %s has no spatial feature map; no insertion", layer)
         return []
     side = max(acts.shape[-2:])
-    stride = options.insertion_stride or max(1, math.ceil(side / MAX_WINDOWS_PER_SIDE))
+    stride = options.insertion_stride or max(1, math.ceil(side / options.insertion_windows))
     context_layer = probe.categories.index("object") if "object" in probe.categories else 0
     results = []
     per_concept = len(grid_windows(acts.shape[-2], acts.shape[-1], options.insertion_patch,
@@ -488,6 +488,7 @@ def _galleries(split: LayerSplit, probe: SampleProbe, ablation: AblationResult,
         write_strip(folder / "gallery" / name, [probe.images(picked), after])
         strips.append({"file": name, "kind": "insertion", "concept": names[r.concept],
                        "concept_id": r.concept, "samples": picked.tolist(),
+                       "units": np.asarray(r.units).tolist(),
                        "windows": [list(r.windows[w]) for w in windows],
                        "boxes": boxes.tolist(), "added_fraction": score[order].tolist(),
                        "rows": ["before", "after"]})

@@ -1,7 +1,8 @@
 """The workspace config (``unitdissect.toml``): parsed once, validated with every problem reported.
 
 See docs/workspace.md for the keys. Without a config file, ``DEMO_CONFIG`` applies: the toy
-world and the demo classifier (dissection, and ablation of its last conv layer).
+world and the demo classifier (dissection, and ablation of its last conv layer), and the demo
+generator (dissection, ablation and insertion).
 """
 
 from __future__ import annotations
@@ -87,6 +88,19 @@ class GanConfig:
     weights: str | None = None
     samples: int = 1000
     concepts: list[str] = field(default_factory=list)  # default: the most frequent ones
+    num_concepts: int = 5
+    counts: list[int] | None = None  # values of N ablated; default 0, 1, ..., max_units
+    max_units: int = 30
+    ablation_samples: int | None = None  # default: every sample
+    insertion: bool = True
+    insertion_units: int = 20
+    insertion_samples: int = 64
+    insertion_windows: int = 8
+    science_units: int = 20
+    gallery_size: int = 8
+    quantile: float = 0.005
+    iou_threshold: float = 0.04
+    topk: int = 12
     batch_size: int = 32
 
 
@@ -114,7 +128,8 @@ class WorkspaceConfig:
 
 
 DEMO_CONFIG = """\
-# The demo: the toy world and the demo scene classifier, dissected layer by layer and ablated.
+# The demo: the toy world and the demo scene classifier, dissected layer by layer and ablated;
+# the demo scene generator, dissected, ablated and inserted into.
 name = "demo"
 seed = 0
 
@@ -134,6 +149,22 @@ layer = "features.conv5_3"
 random_draws = 5
 adversarial = 0
 
+# The demo generator, dissected over 500 of its own samples labelled by the demo segmenter;
+# the units that match its three most frequent objects are switched off (ablation) and on
+# (insertion). Small settings keep the demo fast; the defaults are in docs/generator.md.
+[[gan]]
+name = "generator"
+model = "demo:generator"
+layers = ["layer4", "layer5"]
+segmenter = "demo:segmenter"
+samples = 500
+num_concepts = 3
+counts = [0, 1, 2, 5, 10, 20]
+ablation_samples = 100
+insertion_samples = 8
+insertion_windows = 4
+gallery_size = 6
+
 [site]
 title = "unitdissect demo: the toy world"
 """
@@ -147,7 +178,9 @@ _RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 #: The smallest value of integer keys (any section).
 _MINIMUM = {"seed": 0, "batch_size": 1, "topk": 1, "min_frequency": 0, "image_size": 8,
             "mask_size": 4, "random_draws": 1, "top_k": 1, "science_k": 1, "adversarial": 0,
-            "pgd_steps": 1, "cw_steps": 1, "samples": 1}
+            "pgd_steps": 1, "cw_steps": 1, "samples": 1, "num_concepts": 1, "max_units": 1,
+            "ablation_samples": 1, "insertion_units": 1, "insertion_samples": 1,
+            "insertion_windows": 1, "science_units": 1, "gallery_size": 0}
 _REQUIRED = {DissectConfig: ("name", "model", "layers"), AblateConfig: ("run", "layer"),
              GanConfig: ("name", "model", "layers")}
 

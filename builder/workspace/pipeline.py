@@ -1,4 +1,4 @@
-"""``unitdissect build``: dataset -> dissect -> ablate -> (generator) -> render, each cached.
+"""``unitdissect build``: dataset -> dissect -> ablate -> gan -> render, each cached.
 
 A stage's fingerprint chains the fingerprints of its inputs with its own options; a stage whose
 fingerprint matches the one recorded after its last success is skipped. Stages that write runs
@@ -157,6 +157,43 @@ def _ablation_options(config: WorkspaceConfig, entry, dissect_entry):
         adversarial=entry.adversarial, pgd_steps=entry.pgd_steps, cw_steps=entry.cw_steps)
 
 
+def _gan_options(config: WorkspaceConfig, entry, cache_dir: Path | None = None):
+    """The [[gan]] entry's GanOptions (docs/generator.md); its errors name the entry."""
+    from ..generator import GanOptions
+
+    try:
+        return GanOptions(
+            seed=config.seed, batch_size=entry.batch_size, device=config.device,
+            concepts=tuple(entry.concepts) or None, num_concepts=entry.num_concepts,
+            max_units=entry.max_units,
+            ablation_counts=tuple(entry.counts) if entry.counts is not None else None,
+            ablation_samples=entry.ablation_samples, insertion=entry.insertion,
+            insertion_units=entry.insertion_units, insertion_samples=entry.insertion_samples,
+            insertion_windows=entry.insertion_windows, science_units=entry.science_units,
+            gallery_size=entry.gallery_size, quantile=entry.quantile,
+            iou_threshold=entry.iou_threshold, topk=entry.topk,
+            cache_dir=str(cache_dir) if cache_dir is not None else None)
+    except ConfigError as e:
+        raise ConfigError(f"[[gan]] {entry.name}: {e}", hint=e.hint) from None
+
+
+def _generator_spec(root: Path, text: str):
+    """A [[gan]] model spec with its files resolved against ``root``: ``progan:FILE`` and
+    ``stylegan2:FILE`` stay strings (the adapters parse them), others become ModelSpecs."""
+    kind, colon, target = text.partition(":")
+    if colon and kind in ("progan", "stylegan2") and target:
+        return f"{kind}:{_local(root, target)}"
+    return _model_spec(root, text)
+
+
+def _segmenter_spec(root: Path, spec: str) -> str:
+    """A segmenter spec whose ``hf:PATH`` is a local folder, resolved against ``root``."""
+    kind, colon, rest = spec.partition(":")
+    if colon and kind == "hf" and rest and _local(root, rest).is_dir():
+        return f"hf:{_local(root, rest)}"
+    return spec
+
+
 def _class_names(root: Path, entry, model) -> list[str]:
     """The classifier's class names: the entry's ``classes`` file, else the model's own."""
     if entry.classes:
@@ -176,16 +213,6 @@ def _class_names(root: Path, entry, model) -> list[str]:
                           "its classes",
                           hint="add classes = \"FILE\" (one class name per line, in output order)")
     return [str(n) for n in names]
-
-
-def _check_available(config: WorkspaceConfig) -> None:
-    """Refuse, before any work, the stages this version cannot build."""
-    if config.gan:
-        names = ", ".join(repr(g.name) for g in config.gan)
-        raise ConfigError(f"[[gan]] {names}: the gan stage is not available in `unitdissect "
-                          "build` yet",
-                          hint="`unitdissect build --dry-run` validates [[gan]] entries; remove "
-                          "them to build the other stages")
 
 
 # --------------------------------------------------------------------------- dry run
@@ -241,10 +268,8 @@ def dry_run(config: WorkspaceConfig, workspace: Path | None = None) -> DryRunRep
             names = _class_names(workspace, entry, models[entry.run])
             report.checked.append(f"{where}: {len(names)} classes")
     for entry in config.gan:
+        _gan_options(config, entry)
         _check_segmenter(workspace, entry, report)
-    if config.gan:
-        report.notes.append("[[gan]] entries are validated, but this version's `unitdissect "
-                            "build` cannot run the gan stage yet")
     return report
 
 
@@ -414,14 +439,14 @@ def build(workspace: Path, config: WorkspaceConfig, force: bool = False,
     from ..io import write_json
     from ..models import demo_registry  # noqa: F401 - registers the demo models
 
-    _check_available(config)
     workspace = Path(workspace).resolve()
     manifest: dict[str, Any] = {
         "format": "unitdissect-build", "format_version": 1, "started": utc_now(),
         "config": {"path": str(config.path) if config.path else None,
                    "resolved": _as_dict(config)},
         "versions": software_versions(), "machine": machine_info(config.device),
-        "seed": config.seed, "datasets": {}, "models": {}, "ablations": {}, "stages": {},
+        "seed": config.seed, "datasets": {}, "models": {}, "ablations": {}, "generators": {},
+        "stages": {},
     }
     ctx = _Build(workspace, Path(root).resolve() if root is not None else workspace, config,
                  BuildSummary(), _State(workspace), manifest, force, progress, log)
@@ -433,14 +458,8 @@ def build(workspace: Path, config: WorkspaceConfig, force: bool = False,
     # -- ablate (each needs its dissection's model and units.csv) -----------------------
     for entry in config.ablate:
         _ablate_stage(ctx, entry)
-    # -- gan: TODO(issue 8) wire builder.generator.run_gan here --------------------------
-    # A ``_gan_stage(ctx, entry)`` beside ``_ablate_stage``: resolve the entry's relative paths
-    # against ``ctx.root`` (``progan:FILE`` / ``stylegan2:FILE``, ``file.py:`` specs, weights;
-    # see ``_check_generator``), call ``run_gan(model, entry.layers, entry.segmenter,
-    # entry.samples, runs/<name>, GanOptions(...), progress)``, fingerprint the weights' sha,
-    # the segmenter spec and the options, append its stage name to ``ctx.shown`` (so render
-    # depends on it) and its run folder to ``run_dirs``; then drop [[gan]] from
-    # ``_check_available``.
+    # -- gan (generator dissection, ablation and insertion over its own samples) --------
+    run_dirs += [_gan_stage(ctx, entry) for entry in config.gan]
 
     # -- render ------------------------------------------------------------------------
     site_dir = (workspace / config.site.out).resolve()
@@ -561,6 +580,44 @@ def _ablate_stage(ctx: _Build, entry) -> Path:
            ctx.force, ctx.log)
     ctx.shown.append(name)
     return folder
+
+
+def _gan_stage(ctx: _Build, entry) -> Path:
+    """``runs/<name>/``: the generator's layers dissected over its segmented samples, with
+    ``generator/<layer>/`` ablation and insertion; the samples are cached in data/samples."""
+    from ..dissect.runner import resolve_device
+    from ..generator import load_generator, run_gan
+    from ..generator.runner import GAN_ENGINE_VERSION, _result_options
+
+    config = ctx.config
+    opts = _gan_options(config, entry, ctx.workspace / "data" / "samples")
+    generator = load_generator(
+        _generator_spec(ctx.root, entry.model),
+        _local(ctx.root, entry.weights) if entry.weights else None, seed=config.seed,
+        latent_seed=config.seed, distribution=opts.latent_distribution,
+        truncation=opts.truncation, device=resolve_device(config.device))
+    segmenter = _segmenter_spec(ctx.root, entry.segmenter)
+    out = ctx.workspace / "runs" / entry.name
+    fp = fingerprint("gan", PIPELINE_VERSION, GAN_ENGINE_VERSION, generator.fingerprint(),
+                     segmenter, entry.samples, entry.layers, _result_options(opts))
+    name = f"gan:{entry.name}"
+    ctx.manifest["generators"][entry.name] = {
+        "spec": entry.model, "weights": str(generator.model.weights or ""),
+        "weights_sha256": generator.model.weights_sha256, "segmenter": segmenter,
+        "samples": entry.samples, "seed": config.seed, "layers": entry.layers,
+        "options": _result_options(opts)}
+
+    def work() -> str:
+        run_gan(generator, entry.layers, segmenter, entry.samples, out, opts,
+                progress=ctx.progress, command=["unitdissect", "build"])
+        found = json.loads((out / "generator" / "manifest.json").read_text(encoding="utf-8"))
+        return (f"{entry.samples} samples, {len(entry.layers)} layers, "
+                f"{len(found['concepts'])} concepts")
+
+    _stage(ctx.summary, ctx.state, name, fp, [out / "generator" / "manifest.json"], work,
+           ctx.force, ctx.log)
+    ctx.shown.append(name)
+    return out
 
 
 def _as_dict(config: WorkspaceConfig) -> dict:
