@@ -204,6 +204,27 @@ def write_run(
             ("door", "tree", "0.03", 250),
         ]
         _write_csv(folder / "insertion.csv", ["concept", "context", "added_fraction", "n"], insertion_rows)
+        _write_csv(folder / "concept_units.csv", ["concept", "concept_id", "rank", "unit", "iou"],
+                   [("tree", 3, r + 1, u, f"{0.2 - r / 100:.3f}") for r, u in enumerate((2, 0, 1))])
+        (folder / "science.json").write_text(json.dumps({
+            "concept": "tree", "n_removed": 20, "samples": 64, "removed": 0.55, "fraction_remaining": 0.45,
+            "ci_low": 0.4, "ci_high": 0.5, "confidence": 0.99, "required_removed": 0.5, "pass": True}))
+        from PIL import Image
+
+        gallery = folder / "gallery"
+        gallery.mkdir()
+        strip = np.zeros((32, 64, 3), np.uint8)
+        strip[16:] = 200
+        Image.fromarray(strip).save(gallery / "ablation-tree.png")
+        Image.fromarray(strip).save(gallery / "insertion-evil.png")
+        (gallery / "gallery.json").write_text(json.dumps({"strips": [
+            {"file": "ablation-tree.png", "kind": "ablation", "concept": "tree", "samples": [3, 5],
+             "n_removed": 2, "units": [2, 0], "rows": ["before", "after"]},
+            {"file": "insertion-evil.png", "kind": "insertion", "concept": EVIL, "samples": [1, 4],
+             "units": [1], "added_fraction": [0.5, 1.0], "rows": ["before", "after"]},
+            {"file": "ablation-missing.png", "kind": "ablation", "concept": "door", "samples": [1],
+             "n_removed": 1, "units": [0]},
+        ]}))
     return run
 
 

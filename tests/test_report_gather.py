@@ -65,6 +65,18 @@ def test_ablation_and_generator_sections(run_dir: Path) -> None:
     assert generator is not None and generator.concepts == ["tree", EVIL, "door"]
     assert [r["n_removed"] for r in generator.ablation["tree"]] == [0, 5, 10, 20]
     assert run.layers[1].generator is None
+    assert generator.science is not None and generator.science["pass"] is True
+    assert [u for u, _ in generator.ranking["tree"]] == [2, 0, 1]
+    assert [s.file for s in generator.strips] == ["ablation-tree.png", "insertion-evil.png"]  # no PNG: dropped
+    assert [s.file for s in generator.strips_with(0)] == ["ablation-tree.png"]
+    assert generator.strips[1].added_fraction == [0.5, 1.0]
+
+
+def test_gallery_file_names_must_be_plain(run_dir: Path) -> None:
+    path = run_dir / "generator" / "layer3" / "gallery" / "gallery.json"
+    path.write_text(json.dumps({"strips": [{"file": "../../manifest.json", "units": []}]}))
+    with pytest.raises(DatasetError, match="must be a plain .png name"):
+        read_run(run_dir)
 
 
 def test_site_concepts_merge_runs_by_name_and_category(tmp_path: Path) -> None:

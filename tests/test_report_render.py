@@ -93,6 +93,8 @@ def test_every_page_type_is_written(site: Path) -> None:
         "toy-a/layer4/img/unit-0013-strip.jpg",
         "toy-a/classes/ski-resort.html",
         "toy-a/generator/layer3.html",
+        "toy-a/generator/layer3/ablation-tree.png",
+        "toy-a/generator/layer3/insertion-evil.png",
         "toy-b/layer4/unit-0013.html",
         "static/plotly.min.js",
         "static/search-index.js",
@@ -118,6 +120,16 @@ def test_all_pages_reachable_and_every_reference_resolves(site: Path) -> None:
             target = (page.parent / unquote(parts.path)).resolve()
             assert target.is_file(), f"{page.relative_to(site)}: broken reference {ref}"
             assert site.resolve() in target.parents, f"{page}: reference leaves the site: {ref}"
+
+
+def test_generator_pages_show_science_rankings_and_galleries(site: Path) -> None:
+    page = (site / "toy-a" / "generator" / "layer3.html").read_text(encoding="utf-8")
+    assert "removes\n  <strong>55.0%</strong>" in page and "passes" in page
+    assert page.count('class="gallery"') == 2 and 'src="../../toy-a/generator/layer3/ablation-tree.png"' in page
+    assert page.index('href="../../toy-a/layer3/unit-0002.html"') < page.index('href="../../toy-a/layer3/unit-0000.html"')
+    unit = (site / "toy-a" / "layer3" / "unit-0001.html").read_text(encoding="utf-8")
+    assert "insertion-evil.png" in unit and "ablation-tree.png" not in unit
+    assert "No gallery edit" in (site / "toy-a" / "layer3" / "unit-0005.html").read_text(encoding="utf-8")
 
 
 def test_html_in_concept_names_is_escaped_everywhere(site: Path) -> None:
@@ -168,7 +180,7 @@ def test_workers_give_the_same_site(tmp_path: Path) -> None:
     parallel = render_site([run], tmp_path / "two", image_for=fake_image_for, workers=2)
     files = lambda root: sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())  # noqa: E731
     assert files(serial.out) == files(parallel.out)
-    assert parallel.units == 60 and parallel.images == 120
+    assert parallel.units == 60 and parallel.images == 2 * 60 + 2  # two per unit, two gallery strips
     same = "toy/l1/unit-0042.html"
     strip_dates = lambda s: re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "", s)  # noqa: E731
     assert strip_dates((serial.out / same).read_text()) == strip_dates((parallel.out / same).read_text())

@@ -133,11 +133,32 @@ class LayerAblation:
 
 
 @dataclass(eq=False)
+class GalleryStrip:
+    """One before/after strip of generated samples (generator/<layer>/gallery/gallery.json)."""
+
+    kind: str  # ablation | insertion
+    concept: str
+    source: Path  # the PNG in the run directory
+    file: str  # its file name (copied beside the generator page)
+    samples: list[int]
+    units: list[int]  # the units switched off or forced on
+    n_removed: int | None = None  # ablation: how many units
+    added_fraction: list[float] | None = None  # insertion: per sample, inside the box
+
+
+@dataclass(eq=False)
 class GeneratorLayer:
     """Generator experiments on one layer (generator/<layer>/)."""
 
     ablation: dict[str, list[dict[str, float]]]  # concept -> rows sorted by n_removed
     insertion: dict[str, list[dict[str, Any]]]  # concept -> rows (context, added_fraction, n)
+    science: dict[str, Any] | None = None  # science.json
+    ranking: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # concept -> (unit, iou)
+    strips: list[GalleryStrip] = field(default_factory=list)
+
+    def strips_with(self, unit: int) -> list[GalleryStrip]:
+        """The gallery strips whose edit switched this unit off or on."""
+        return [s for s in self.strips if unit in s.units]
 
     @property
     def concepts(self) -> list[str]:
@@ -177,6 +198,11 @@ class Layer:
     def generator_path(self) -> str:
         """The generator page's path from the site root."""
         return f"{self.run.slug}/generator/{self.slug}.html"
+
+    @property
+    def gallery_dir(self) -> str:
+        """The folder of the generator page's gallery images, from the site root."""
+        return f"{self.run.slug}/generator/{self.slug}/"
 
     @property
     def digits(self) -> int:
@@ -693,7 +719,60 @@ def _read_generator(run: Run, layer: Layer) -> None:
                 }
             )
     if ablation or insertion:
-        layer.generator = GeneratorLayer(ablation=ablation, insertion=insertion)
+        science_path = folder / "science.json"
+        science = _read_json(science_path) if science_path.is_file() else None
+        layer.generator = GeneratorLayer(
+            ablation=ablation,
+            insertion=insertion,
+            science=science if isinstance(science, dict) else None,
+            ranking=_read_ranking(folder / "concept_units.csv", len(layer.units)),
+            strips=_read_gallery(folder / "gallery", len(layer.units)),
+        )
+
+
+def _read_ranking(path: Path, units: int) -> dict[str, list[tuple[int, float]]]:
+    """concept_units.csv: each concept's units, best IoU first."""
+    ranking: dict[str, list[tuple[int, float]]] = {}
+    if not path.is_file():
+        return ranking
+    for n, row in enumerate(_read_csv(path, ("concept", "rank", "unit", "iou")), start=2):
+        unit = _number(path, n, "unit", row["unit"], int)
+        if not 0 <= unit < units:
+            raise DatasetError(f"{path}: row {n}: unit {unit} is not a unit of the layer ({units})")
+        rank = _number(path, n, "rank", row["rank"], int)
+        ranking.setdefault(row["concept"], []).append((rank, unit, _number(path, n, "iou", row["iou"])))
+    return {c: [(u, iou) for _, u, iou in sorted(rows)] for c, rows in ranking.items()}
+
+
+def _read_gallery(folder: Path, units: int) -> list[GalleryStrip]:
+    """gallery.json: the strips whose PNG is present (file names must be plain and safe)."""
+    path = folder / "gallery.json"
+    if not path.is_file():
+        return []
+    data = _read_json(path)
+    strips = []
+    for i, entry in enumerate(_get(data, "strips", default=[]) or []):
+        file = str(_get(entry, "file", default=""))
+        if not _SAFE_NAME.match(file) or not file.endswith(".png"):
+            raise DatasetError(f"{path}: strip {i}: file {file!r} must be a plain .png name")
+        if not (folder / file).is_file():
+            continue  # a gallery is an illustration: a missing picture drops only its strip
+        chosen = [int(u) for u in _get(entry, "units", default=[]) or [] if isinstance(u, int)]
+        if any(not 0 <= u < units for u in chosen):
+            raise DatasetError(f"{path}: strip {i}: a unit is not a unit of the layer ({units})")
+        n_removed = _get(entry, "n_removed")
+        added = _get(entry, "added_fraction")
+        strips.append(GalleryStrip(
+            kind=str(_get(entry, "kind", default="ablation")),
+            concept=str(_get(entry, "concept", default="")),
+            source=folder / file,
+            file=file,
+            samples=[int(x) for x in _get(entry, "samples", default=[]) or []],
+            units=chosen,
+            n_removed=int(n_removed) if isinstance(n_removed, int) else None,
+            added_fraction=[float(x) for x in added] if isinstance(added, list) else None,
+        ))
+    return strips
 
 
 #: Optional per-layer sections, read after the layers: add a reader here for a new experiment.

@@ -234,13 +234,16 @@ class ProbeImages:
             self._sets, self._pid = {}, os.getpid()
         if run.slug not in self._sets:
             from builder.datasets.probe import ProbeSet
+            from builder.generator import SampleStore
 
             if not run.dataset_path:
                 raise DatasetError("the manifest records no dataset path")
             path = Path(run.dataset_path).expanduser()
             if not path.is_absolute() and not path.exists():
                 path = run.path / path  # a relative path is read from the run directory
-            self._sets[run.slug] = ProbeSet(path)
+            # a generator's run probes its own samples: the images are in its sample cache
+            generated = run.manifest.get("dataset", {}).get("inputs") == "latents"
+            self._sets[run.slug] = SampleStore(path) if generated else ProbeSet(path)
         return self._sets[run.slug]
 
     def __call__(self, run: Any, index: int) -> np.ndarray:

@@ -58,6 +58,8 @@ KEEP = frozenset({"README.md", ".gitkeep"})
 MIN_DROP = 1e-4
 #: Units per worker task.
 CHUNK = 24
+#: Units listed per concept on a generator page.
+TOP_RANKED = 8
 
 Progress = Callable[[int, int], None]
 
@@ -307,11 +309,21 @@ def _generator_page(layer: Layer) -> Page:
         "ablation": charts.generator_ablation_chart(layer),
         "insertion": charts.generator_insertion_chart(layer),
     }
+    ranking = {
+        concept: [(layer.units[u], iou) for u, iou in rows[:TOP_RANKED]]
+        for concept, rows in layer.generator.ranking.items()  # type: ignore[union-attr]
+    }
     return Page(
         layer.generator_path,
         "generator.html",
         f"Generator experiments · {layer.name}",
-        {"kind": "generator", "layer": layer, "run": layer.run, "charts": {k: v for k, v in figures.items() if v}},
+        {
+            "kind": "generator",
+            "layer": layer,
+            "run": layer.run,
+            "ranking": ranking,
+            "charts": {k: v for k, v in figures.items() if v},
+        },
         _layer_crumbs(layer) + [("generator", None)],
     )
 
@@ -507,6 +519,20 @@ def _copy_static(site: Site, out: Path) -> None:
     (out / "static" / "search-index.js").write_text(search_index_js(site), encoding="utf-8")
 
 
+def _copy_galleries(site: Site, out: Path) -> int:
+    """Copy the generator layers' gallery strips beside their pages; return how many."""
+    copied = 0
+    for layer in site.layers:
+        if layer.generator is None or not layer.generator.strips:
+            continue
+        folder = out / layer.gallery_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        for strip in layer.generator.strips:
+            shutil.copyfile(strip.source, folder / strip.file)
+            copied += 1
+    return copied
+
+
 def _worker_count(workers: int | None, units: int) -> int:
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
@@ -546,8 +572,9 @@ def render_site(
     _copy_static(site, path)
     for layer in site.layers:
         (path / layer.dir / "img").mkdir(parents=True, exist_ok=True)
+    images = _copy_galleries(site, path)
 
-    done = images = 0
+    done = 0
     _STATE = _State(site, env, path, CachedImages(source, _image_size))
     n_workers = _worker_count(workers, total_units)
     try:
