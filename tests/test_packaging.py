@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import sysconfig
+import venv
 import zipfile
 from pathlib import Path
 
@@ -27,11 +30,17 @@ def test_every_package_folder_is_listed():
         assert (ROOT / folder).is_dir(), f"{package} maps to missing {folder}"
 
 
-@pytest.mark.slow
-def test_wheel_contains_templates_and_weights(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built from this checkout."""
+    folder = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(ROOT)], check=True)
-    wheel = next(tmp_path.glob("unitdissect-*.whl"))
+                    "-q", "-w", str(folder), str(ROOT)], check=True)
+    return next(folder.glob("unitdissect-*.whl"))
+
+
+@pytest.mark.slow
+def test_wheel_contains_templates_and_weights(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for template in (ROOT / "templates").rglob("*"):
         if template.is_file():
@@ -40,3 +49,37 @@ def test_wheel_contains_templates_and_weights(tmp_path):
     for weights in (ROOT / "data" / "demo").glob("*.safetensors"):
         assert f"builder/demo_weights/{weights.name}" in names
     assert "builder/cli/__init__.py" in names and "builder/datasets/probe.py" in names
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_builds_the_demo(wheel, tmp_path):
+    """A fresh venv with only the wheel of unitdissect (its dependencies borrowed from this
+    environment, so nothing is downloaded) builds the complete demo site from an empty folder."""
+    venv_dir = tmp_path / "venv"
+    venv.create(venv_dir, with_pip=False)
+    python = venv_dir / "bin" / "python"
+    purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; "
+                                   "print(sysconfig.get_paths()['purelib'])"],
+                                  check=True, capture_output=True, text=True).stdout.strip())
+    # plain paths: .pth files inside them (this checkout's editable install) are not run
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (purelib / "dependencies.pth").write_text("\n".join(sorted(ours)) + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                    "--no-deps", "--no-index", str(wheel)], check=True)
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    where = subprocess.run([str(python), "-c", "import builder; print(builder.__file__)"],
+                           cwd=workspace, check=True, capture_output=True, text=True).stdout
+    assert Path(where.strip()).is_relative_to(venv_dir)
+    done = subprocess.run([str(venv_dir / "bin" / "unitdissect"), "build"],
+                          cwd=workspace, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    site = workspace / "site"
+    for page in ("index.html", "classifier/features.conv5_3/unit-0000.html",
+                 "classes/index.html", "generator/generator/layer5.html",
+                 "generator/generator/layer5/ablation-sky.png", "static/plotly.min.js"):
+        assert (site / page).is_file(), page
+    manifest = json.loads((workspace / "runs" / "build-manifest.json").read_text())
+    assert set(manifest["stages"]) == {"dataset", "dissect:classifier",
+                                       "ablate:classifier:features.conv5_3", "gan:generator",
+                                       "render"}

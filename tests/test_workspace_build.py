@@ -110,6 +110,7 @@ def test_gan_stage_builds_caches_and_reruns_on_a_changed_option(tmp_path):
     assert len(list((tmp_path / "data" / "samples").glob("*/chunks/*-labels.npy"))) == 1
     manifest = json.loads((tmp_path / "runs" / "build-manifest.json").read_text())
     assert manifest["generators"]["gen"]["weights_sha256"]
+    assert manifest["generators"]["gen"]["segmenter"]["fingerprint"].startswith("demo:segmenter")
     assert manifest["generators"]["gen"]["options"]["ablation_counts"] == [0, 2]
     assert _built(build(tmp_path, load_config(tmp_path), progress=False)) == {
         "gan:gen": False, "render": False}

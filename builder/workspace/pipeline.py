@@ -588,6 +588,7 @@ def _gan_stage(ctx: _Build, entry) -> Path:
     from ..dissect.runner import resolve_device
     from ..generator import load_generator, run_gan
     from ..generator.runner import GAN_ENGINE_VERSION, _result_options
+    from ..segmenters import segmenter_from_spec
 
     config = ctx.config
     opts = _gan_options(config, entry, ctx.workspace / "data" / "samples")
@@ -596,14 +597,18 @@ def _gan_stage(ctx: _Build, entry) -> Path:
         _local(ctx.root, entry.weights) if entry.weights else None, seed=config.seed,
         latent_seed=config.seed, distribution=opts.latent_distribution,
         truncation=opts.truncation, device=resolve_device(config.device))
-    segmenter = _segmenter_spec(ctx.root, entry.segmenter)
+    spec = _segmenter_spec(ctx.root, entry.segmenter)
+    segmenter = segmenter_from_spec(spec, device=str(resolve_device(config.device)),
+                                    seed=config.seed)
     out = ctx.workspace / "runs" / entry.name
     fp = fingerprint("gan", PIPELINE_VERSION, GAN_ENGINE_VERSION, generator.fingerprint(),
-                     segmenter, entry.samples, entry.layers, _result_options(opts))
+                     segmenter.fingerprint(), entry.samples, entry.layers,
+                     _result_options(opts))
     name = f"gan:{entry.name}"
     ctx.manifest["generators"][entry.name] = {
         "spec": entry.model, "weights": str(generator.model.weights or ""),
-        "weights_sha256": generator.model.weights_sha256, "segmenter": segmenter,
+        "weights_sha256": generator.model.weights_sha256,
+        "segmenter": {"spec": entry.segmenter, "fingerprint": segmenter.fingerprint()},
         "samples": entry.samples, "seed": config.seed, "layers": entry.layers,
         "options": _result_options(opts)}
 
