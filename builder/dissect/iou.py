@@ -252,10 +252,11 @@ class Upsampler:
         keep = (torch.maximum(sa, sb) > low_thr.index_select(0, u)).nonzero()[:, 0]
         return tuple(t.index_select(0, keep) for t in (bi, u, g, x, sa, sb, thr))
 
-    def _segments_above(self, plan: tuple[torch.Tensor, ...], values: bool
-                        ) -> list[tuple[torch.Tensor, ...]]:
+    def _segments_above(self, plan: tuple[torch.Tensor, ...], values: bool,
+                        positions: bool = True) -> list[tuple[Any, ...]]:
         """Every pixel of the planned segments with S > threshold, as parts
-        (b, u, pixel, value or None), each in the plan's order."""
+        (b, u, pixel, value), each in the plan's order; value is None unless ``values``, b and
+        pixel are None unless ``positions``."""
         bi, u, g, x, sa, sb, thr = plan
         n = self.length.index_select(0, g)
         slot0 = g * self.seg_len
@@ -283,27 +284,32 @@ class Upsampler:
             # flat segments may not be monotone as computed, unless wholly above (done)
             flat &= ~(low - low.abs() * _BOUND_SLACK > thr)
         if not bool(flat.any()):
-            return [self._runs(bi, u, g, x, sa, sb, slot0, start, stop, values)]
+            return [self._runs(bi, u, g, x, sa, sb, slot0, start, stop, values, positions)]
         # the rest: evaluate their every element
         f = flat.nonzero()[:, 0]
         extra = self._flat(*(t.index_select(0, f) for t in (bi, u, g, x, sa, sb, thr)), values)
+        if not positions:
+            extra = (None, extra[1], None, extra[3])
         return [self._runs(bi, u, g, x, sa, sb, slot0, start, torch.where(flat, start, stop),
-                           values), extra]
+                           values, positions), extra]
 
-    def _runs(self, bi, u, g, x, sa, sb, slot0, start, stop, values: bool):
+    def _runs(self, bi, u, g, x, sa, sb, slot0, start, stop, values: bool,
+              positions: bool = True):
         """Expand the runs [start, stop) of segments into pixels (and their values)."""
         length = stop - start  # segments with empty runs simply expand to nothing
         width = self.out_size[1]
         seg = torch.repeat_interleave(torch.arange(length.numel(), device=length.device), length)
         step = torch.arange(seg.numel(), device=seg.device)
         shift = start - (torch.cumsum(length, 0) - length)  # element r = step + shift
-        row0 = self.row0.index_select(0, g)  # rows of a group are consecutive
-        pixel = ((row0 + shift) * width + x).index_select(0, seg) + step * width
-        value = None
+        pixel = value = image = None
+        if positions:
+            row0 = self.row0.index_select(0, g)  # rows of a group are consecutive
+            pixel = ((row0 + shift) * width + x).index_select(0, seg) + step * width
+            image = bi.index_select(0, seg)
         if values:
             slot = (slot0 + shift).index_select(0, seg) + step
             value = self._value(sa.index_select(0, seg), sb.index_select(0, seg), slot)
-        return bi.index_select(0, seg), u.index_select(0, seg), pixel, value
+        return image, u.index_select(0, seg), pixel, value
 
     def _flat(self, bi, u, g, x, sa, sb, thr, values: bool):
         """Every element above the threshold of the given segments, evaluated one by one."""
@@ -339,13 +345,15 @@ class Upsampler:
 
     # -- what dissection needs -----------------------------------------------------------
     def above(self, maps: torch.Tensor, thresholds: torch.Tensor,
-              excluded: torch.Tensor | None = None, values: bool = False
-              ) -> tuple[torch.Tensor, ...]:
+              excluded: torch.Tensor | None = None, values: bool = False,
+              positions: bool = True) -> tuple[Any, ...]:
         """Pixels with S > threshold: (b, u, pixel) int64 vectors, by image, and their float32
-        values if ``values``; ``excluded`` [B, U, H*W] marks pixels that never pass."""
+        values if ``values``; ``excluded`` [B, U, H*W] marks pixels that never pass. Without
+        ``positions`` (the threshold search needs only units and values), b and pixel are
+        None and not computed."""
         batch, units = maps.shape[:2]
         step = self._image_step(units)
-        found = []
+        found: list[tuple[Any, ...]] = []
         for first in range(0, batch, step):
             ah = self.horizontal(maps[first:first + step])
             plan = None if excluded is not None else self._plan(
@@ -353,12 +361,14 @@ class Upsampler:
             if plan is None:
                 part = None if excluded is None else excluded[first:first + step]
                 got = self._above_dense(ah, thresholds, part, values)
+                parts = [got if values else got + (None,)]
             else:
-                parts = self._segments_above(plan, values)
-                got = tuple(torch.cat([part[i] for part in parts])
-                            for i in range(4 if values else 3))
-            found.append((got[0] + first,) + tuple(got[1:]))
-        return tuple(torch.cat(parts) for parts in zip(*found))
+                parts = self._segments_above(plan, values, positions)
+            for b, u, p, v in parts:
+                found.append((b + first if positions else None, u, p if positions else None, v))
+        columns = 4 if values else 3
+        return tuple(torch.cat([f[i] for f in found]) if (i in (1, 3) or positions) else None
+                     for i in range(columns))
 
     def _guaranteed_floor(self, ah: torch.Tensor, levels: torch.Tensor, min_level: int,
                           limit: int) -> torch.Tensor:

@@ -277,7 +277,8 @@ class _LayerWork:
                 self._feed(self.tail, self.qup, maps, bad, payload.indices)
         elif stage == _SEARCH:
             floor = self.search.sweep_thresholds()
-            _, u, _, values = self.qup.above(maps, floor, excluded, values=True)
+            _, u, _, values = self.qup.above(maps, floor, excluded, values=True,
+                                             positions=False)
             self.search.add_values(u, values)
         elif stage == _COUNT:
             self._count(maps, bad, payload)

@@ -92,6 +92,7 @@ class ThresholdSearch:
         self.rank = z(units, _TARGETS)
         self.hist = z(units * _TARGETS * _BINS)
         self.started = False
+        self.shared = torch.zeros(units, dtype=torch.bool, device=self.device)
         self.rounds = 0
         self.inexact = 0
 
@@ -157,6 +158,14 @@ class ThresholdSearch:
         # each sweep counts every value above its interval afresh
         self.hist.zero_()
         self.above.zero_()
+        self._share()
+
+    def _share(self) -> None:
+        """Mark the units whose two order statistics share one interval (the usual case: they
+        are neighbours): the sweep counts the first only and copies its counts to the second."""
+        self.shared = ((self.lo[:, 0] == self.lo[:, 1]) & (self.hi[:, 0] == self.hi[:, 1])
+                       & (self.shift[:, 0] == self.shift[:, 1])
+                       & (self.done[:, 0] == self.done[:, 1]))
 
     # -- the sweeps ----------------------------------------------------------------------
     @property
@@ -178,21 +187,27 @@ class ThresholdSearch:
         thresholds (more may be given; they are filtered)."""
         key = float_keys(values.to(self.device))
         u = u.to(self.device)
+        bins = self.hist.numel()
         for t in range(_TARGETS):
+            searching = ~self.done[:, t] if t == 0 else ~self.done[:, t] & ~self.shared
+            if t and not bool(searching.any()):
+                break  # every unit's second target shares the first one's counts
             lo, hi = self.lo[:, t].index_select(0, u), self.hi[:, t].index_select(0, u)
-            live = (~self.done[:, t]).index_select(0, u) & (key >= lo)
-            over = live & (key >= hi)
-            self.above[:, t] += torch.bincount(u[over], minlength=self.units)
-            inside = (live & ~over).nonzero()[:, 0]
-            ui = u.index_select(0, inside)
-            bins = (key.index_select(0, inside) - lo.index_select(0, inside)) >> \
-                self.shift[:, t].index_select(0, ui)
-            self.hist.index_add_(0, (ui * _TARGETS + t) * _BINS + bins,
-                                 torch.ones_like(bins))
+            live = searching.index_select(0, u) & (key >= lo)
+            over = key >= hi
+            # one bincount: a bin of the interval, else the unit's "above" slot, else a dump
+            slot = ((u * _TARGETS + t) << _BINS_LOG2) + ((key - lo) >> self.shift[:, t]
+                                                          .index_select(0, u))
+            slot = torch.where(over, bins + u, slot).masked_fill_(~live, bins + self.units)
+            counts = torch.bincount(slot, minlength=bins + self.units + 1)
+            self.hist += counts[:bins]
+            self.above[:, t] += counts[bins:bins + self.units]
 
     def end_sweep(self) -> None:
         """Narrow each interval to the bin of its order statistic."""
         hist = self.hist.view(self.units, _TARGETS, _BINS)
+        hist[self.shared, 1] = hist[self.shared, 0]
+        self.above[self.shared, 1] = self.above[self.shared, 0]
         from_top = hist.flip(2).cumsum(2).flip(2) + self.above[:, :, None]
         pick = (from_top >= self.rank[:, :, None]).sum(2) - 1
         short = (pick < 0) & ~self.done
@@ -249,6 +264,7 @@ class ThresholdSearch:
             setattr(self, f, state[f].to(self.device).clone())  # never alias the state
         self.images, self.started = int(state["images"]), bool(state["started"])
         self.rounds, self.inexact = int(state["rounds"]), int(state["inexact"])
+        self._share()
 
     def merge(self, other: ThresholdSearch) -> None:
         """Add ``other``'s counts (other images, the same stage of the search)."""
