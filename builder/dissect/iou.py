@@ -160,21 +160,32 @@ class Upsampler:
         return self.dense(self.horizontal(maps))
 
     def cell_bounds(self, maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The lowest, highest and mean corner of every cell, [B, U, G * Gx] each: every
-        upsampled value of a cell lies between the first two (up to rounding). A cell is a row
-        group x a column group; its pixel count is ``length[g] * col_length[x]``."""
+        """The lowest and highest corner of every cell, [B, U, G * Gx] each: every upsampled
+        value of a cell lies between them (up to rounding); and the cell's bilinear surface
+        at its four quarter points, [B, U, G * Gx * 4], a sample of the values inside it. A
+        cell is a row group x a column group; its pixel count is ``length[g] *
+        col_length[x]``."""
         if self.identity:
             flat = maps.flatten(2)
-            return flat, flat, flat
+            return flat, flat, flat[..., None].expand(-1, -1, -1, 4).flatten(2)
+
+        def quarters(top: torch.Tensor, bottom: torch.Tensor, left, right) -> torch.Tensor:
+            # rows at 1/4 and 3/4 of the cell, then columns at 1/4 and 3/4
+            samples = []
+            for row in (top * 0.75 + bottom * 0.25, top * 0.25 + bottom * 0.75):
+                a, b = left(row), right(row)
+                samples += [a * 0.75 + b * 0.25, a * 0.25 + b * 0.75]
+            return torch.stack(samples, -1)
+
         if self._cell_rows is not None and self._cell_cols is not None:
             # cells blend neighbouring rows and columns, or an edge one with itself: 2 x 2
             # windows of the edge-padded maps, a pooling (several times faster than gathers)
             padded = torch.nn.functional.pad(maps, (1, 1, 1, 1), mode="replicate")
             a, b = padded[:, :, :-1], padded[:, :, 1:]  # slices beat pooling ops on the CPU
-            rmin, rmax, rsum = torch.minimum(a, b), torch.maximum(a, b), a + b
+            rmin, rmax = torch.minimum(a, b), torch.maximum(a, b)
             results = (torch.minimum(rmin[..., :-1], rmin[..., 1:]),
                        torch.maximum(rmax[..., :-1], rmax[..., 1:]),
-                       (rsum[..., :-1] + rsum[..., 1:]) * 0.25)
+                       quarters(a, b, lambda r: r[..., :-1], lambda r: r[..., 1:]))
             if not self._cell_windows_all:
                 results = tuple(r.index_select(2, self._cell_rows)
                                 .index_select(3, self._cell_cols) for r in results)
@@ -185,7 +196,11 @@ class Upsampler:
             return op(torch.index_select(rows, 3, self.gx0),
                       torch.index_select(rows, 3, self.gx1)).flatten(2)
 
-        return corners(torch.minimum), corners(torch.maximum), corners(torch.add) / 4
+        inside = quarters(torch.index_select(maps, 2, self.gy0),
+                          torch.index_select(maps, 2, self.gy1),
+                          lambda r: torch.index_select(r, 3, self.gx0),
+                          lambda r: torch.index_select(r, 3, self.gx1))
+        return corners(torch.minimum), corners(torch.maximum), inside.flatten(2)
 
     # -- segments --------------------------------------------------------------------
     def _ends(self, ah: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,14 +219,16 @@ class Upsampler:
         return a * torch.take(self.seg_w0, slot) + b * torch.take(self.seg_w1, slot)
 
     def _plan(self, maps: torch.Tensor, ah: torch.Tensor, thresholds: torch.Tensor,
-              unit_major: bool) -> tuple[torch.Tensor, ...] | None:
+              unit_major: bool, ceilings: torch.Tensor | None = None
+              ) -> tuple[Any, ...] | None:
         """The segments that can pass their unit's threshold, as (b, u, g, x, a, b_end,
-        threshold) vectors (ordered by unit if ``unit_major``, else by image); None when so
-        many can that dense evaluation is cheaper.
+        threshold, ceiling or None) vectors (ordered by unit if ``unit_major``, else by
+        image); None when so many can that dense evaluation is cheaper.
 
         Two levels: cells whose four corner activations are all below the threshold are
         skipped first (the slack covers the rounding of both interpolation steps), then the
-        segments of the remaining cells whose two ends are.
+        segments of the remaining cells whose two ends are, and, given ``ceilings``, the
+        segments whose two ends are both above their unit's ceiling.
         """
         batch, units = maps.shape[:2]
         groups, cols = self.groups, self.col0.numel()
@@ -249,15 +266,21 @@ class Upsampler:
         sa = flat_ah.index_select(0, (row + self.gy0.index_select(0, g)) * width + x)
         sb = flat_ah.index_select(0, (row + self.gy1.index_select(0, g)) * width + x)
         thr = thresholds.index_select(0, u)
-        keep = (torch.maximum(sa, sb) > low_thr.index_select(0, u)).nonzero()[:, 0]
-        return tuple(t.index_select(0, keep) for t in (bi, u, g, x, sa, sb, thr))
+        keep = torch.maximum(sa, sb) > low_thr.index_select(0, u)
+        if ceilings is None:
+            keep = keep.nonzero()[:, 0]
+            return tuple(t.index_select(0, keep) for t in (bi, u, g, x, sa, sb, thr)) + (None,)
+        ceil = ceilings.index_select(0, u)
+        keep &= torch.minimum(sa, sb) < ceil + ceil.abs() * _BOUND_SLACK
+        keep = keep.nonzero()[:, 0]
+        return tuple(t.index_select(0, keep) for t in (bi, u, g, x, sa, sb, thr, ceil))
 
     def _segments_above(self, plan: tuple[torch.Tensor, ...], values: bool,
                         positions: bool = True) -> list[tuple[Any, ...]]:
         """Every pixel of the planned segments with S > threshold, as parts
         (b, u, pixel, value), each in the plan's order; value is None unless ``values``, b and
         pixel are None unless ``positions``."""
-        bi, u, g, x, sa, sb, thr = plan
+        bi, u, g, x, sa, sb, thr, ceil = plan
         n = self.length.index_select(0, g)
         slot0 = g * self.seg_len
         low = torch.minimum(sa, sb)
@@ -269,16 +292,22 @@ class Upsampler:
         if cross.numel():
             ca, cb, ct, cn, cslot = (t.index_select(0, cross) for t in (sa, sb, thr, n, slot0))
             rising = cb > ca
-            lo = torch.zeros_like(cn)
-            hi = cn.clone()
-            for _ in range(self.search_steps):
-                mid = torch.minimum((lo + hi) // 2, cn - 1)
-                inside = (self._value(ca, cb, cslot + mid) > ct) == rising
-                open_ = lo < hi
-                hi = torch.where(open_ & inside, mid, hi)
-                lo = torch.where(open_ & ~inside, mid + 1, lo)
-            start.index_copy_(0, cross, torch.where(rising, lo, torch.zeros_like(lo)))
-            stop.index_copy_(0, cross, torch.where(rising, cn, lo))
+            first = self._first(ca, cb, ct, cn, cslot, rising, inclusive=False)
+            start.index_copy_(0, cross, torch.where(rising, first, torch.zeros_like(first)))
+            stop.index_copy_(0, cross, torch.where(rising, cn, first))
+        if ceil is not None:
+            # leave out the run at or above the ceiling, at the segment's high end
+            high = torch.maximum(sa, sb)
+            reach = (high + high.abs() * _BOUND_SLACK >= ceil).nonzero()[:, 0]
+            if reach.numel():
+                ra, rb, rc, rn, rslot = (t.index_select(0, reach) for t in (sa, sb, ceil, n, slot0))
+                rising = rb > ra
+                first = self._first(ra, rb, rc, rn, rslot, rising, inclusive=True)
+                old_start, old_stop = start.index_select(0, reach), stop.index_select(0, reach)
+                new_stop = torch.where(rising, torch.minimum(old_stop, first), old_stop)
+                new_start = torch.where(rising, old_start, torch.maximum(old_start, first))
+                start.index_copy_(0, reach, new_start)
+                stop.index_copy_(0, reach, torch.maximum(new_stop, new_start))
         flat = (sb - sa).abs() <= self.flat * torch.maximum(sa.abs(), sb.abs())
         if bool(flat.any()):
             # flat segments may not be monotone as computed, unless wholly above (done)
@@ -292,6 +321,21 @@ class Upsampler:
             extra = (None, extra[1], None, extra[3])
         return [self._runs(bi, u, g, x, sa, sb, slot0, start, torch.where(flat, start, stop),
                            values, positions), extra]
+
+    def _first(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, n: torch.Tensor,
+               slot: torch.Tensor, rising: torch.Tensor, inclusive: bool) -> torch.Tensor:
+        """Per monotone segment, the first element where ``S > t`` (``S >= t`` if
+        ``inclusive``) equals ``rising``, by binary search (n where none does)."""
+        lo = torch.zeros_like(n)
+        hi = n.clone()
+        for _ in range(self.search_steps):
+            mid = torch.minimum((lo + hi) // 2, n - 1)
+            value = self._value(a, b, slot + mid)
+            inside = ((value >= t) if inclusive else (value > t)) == rising
+            open_ = lo < hi
+            hi = torch.where(open_ & inside, mid, hi)
+            lo = torch.where(open_ & ~inside, mid + 1, lo)
+        return lo
 
     def _runs(self, bi, u, g, x, sa, sb, slot0, start, stop, values: bool,
               positions: bool = True):
@@ -346,18 +390,20 @@ class Upsampler:
     # -- what dissection needs -----------------------------------------------------------
     def above(self, maps: torch.Tensor, thresholds: torch.Tensor,
               excluded: torch.Tensor | None = None, values: bool = False,
-              positions: bool = True) -> tuple[Any, ...]:
+              positions: bool = True, ceilings: torch.Tensor | None = None
+              ) -> tuple[Any, ...]:
         """Pixels with S > threshold: (b, u, pixel) int64 vectors, by image, and their float32
         values if ``values``; ``excluded`` [B, U, H*W] marks pixels that never pass. Without
         ``positions`` (the threshold search needs only units and values), b and pixel are
-        None and not computed."""
+        None and not computed. Pixels with S >= their unit's ``ceilings`` [U] may be left out
+        (most are: a sweep of the search that knows how many lie there needs none of them)."""
         batch, units = maps.shape[:2]
         step = self._image_step(units)
         found: list[tuple[Any, ...]] = []
         for first in range(0, batch, step):
             ah = self.horizontal(maps[first:first + step])
             plan = None if excluded is not None else self._plan(
-                maps[first:first + step], ah, thresholds, False)
+                maps[first:first + step], ah, thresholds, False, ceilings)
             if plan is None:
                 part = None if excluded is None else excluded[first:first + step]
                 got = self._above_dense(ah, thresholds, part, values)

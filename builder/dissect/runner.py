@@ -278,7 +278,8 @@ class _LayerWork:
         elif stage == _SEARCH:
             floor = self.search.sweep_thresholds()
             _, u, _, values = self.qup.above(maps, floor, excluded, values=True,
-                                             positions=False)
+                                             positions=False,
+                                             ceilings=self.search.sweep_ceilings())
             self.search.add_values(u, values)
         elif stage == _COUNT:
             self._count(maps, bad, payload)

@@ -88,6 +88,9 @@ class ThresholdSearch:
         self.lo, self.hi, self.shift = z(units, _TARGETS), z(units, _TARGETS), z(units, _TARGETS)
         self.fallback = z(units, _TARGETS)  # the guaranteed lower end, if lo is a guess
         self.above, self.found = z(units, _TARGETS), z(units, _TARGETS)
+        # whether ``above`` already holds every value at or above hi (after the first sweep,
+        # from the previous sweep's counts): then the sweep needs no value there
+        self.above_known = torch.zeros(units, _TARGETS, dtype=torch.bool, device=self.device)
         self.done = torch.zeros(units, _TARGETS, dtype=torch.bool, device=self.device)
         self.rank = z(units, _TARGETS)
         self.hist = z(units * _TARGETS * _BINS)
@@ -101,12 +104,14 @@ class ThresholdSearch:
         """Count one batch's cell bounds; ``maps`` [B, U, h, w] finite, ``excluded``
         [B, U, H*W] the pixels left out (or None)."""
         batch, units = maps.shape[:2]
-        low, high, mean = self.up.cell_bounds(maps)
+        low, high, inside = self.up.cell_bounds(maps)
         offset = (torch.arange(units, device=maps.device) * _COARSE_BINS)[None, :, None]
-        weights = self.area.to(maps.device).expand(batch, units, -1).reshape(-1)
-        for bounds, hist in ((low, self.low_hist), (high, self.high_hist),
-                             (mean, self.mean_hist)):
+        area = self.area.to(maps.device)
+        quarter = (area[:, None] / 4).expand(-1, 4).reshape(-1)
+        for bounds, hist, weight in ((low, self.low_hist, area), (high, self.high_hist, area),
+                                     (inside, self.mean_hist, quarter)):
             bins = (float_keys(bounds.flatten(2)) >> _COARSE_SHIFT) + _COARSE_BINS // 2 + offset
+            weights = weight.expand(batch, units, -1).reshape(-1)
             hist += torch.bincount(bins.reshape(-1), weights, hist.numel()).to(self.device)
         self.nonnegative &= (maps.amin((0, 2, 3)) >= 0).to(self.device)
         if excluded is not None:
@@ -131,9 +136,10 @@ class ThresholdSearch:
         self.lo = (bin_of(self.low_hist, self.rank) << _COARSE_SHIFT) - _MARGIN
         self.hi = ((bin_of(self.high_hist, self.rank) + 1) << _COARSE_SHIFT) + _MARGIN
         # the guaranteed lower end is often far too low (one zero corner makes a cell's low
-        # bound 0): start from a guess, where about twice the rank lie above the cells' means,
-        # and fall back to the guaranteed end only where the guess proves too high
-        guess = bin_of(self.mean_hist, (2 * self.rank).minimum(n[:, None])) << _COARSE_SHIFT
+        # bound 0): start from a guess, where about 1.5 times the rank lie above a sample of the
+        # cells' surfaces (each at its 4 quarter points, a quarter of its pixels each), and
+        # fall back to the guaranteed end only where the guess proves too high
+        guess = bin_of(self.mean_hist, (self.rank * 3 // 2).minimum(n[:, None])) << _COARSE_SHIFT
         # a unit with non-finite values: no bounds hold, search every value
         odd = (self.excluded > 0)[:, None].expand_as(self.lo)
         self.lo = torch.where(odd, torch.full_like(self.lo, _KEY_MIN), self.lo)
@@ -145,6 +151,8 @@ class ThresholdSearch:
         self.hi = torch.maximum(self.hi, self.lo + 1)
         self.done = (n <= 0)[:, None].expand(-1, _TARGETS).clone()
         self.found.zero_()
+        self.above.zero_()
+        self.above_known.zero_()
         self._set_shift()
         self.started = True
 
@@ -155,9 +163,7 @@ class ThresholdSearch:
         for b in range(34):
             bits = torch.where(width >= (1 << b), torch.full_like(bits, b + 1), bits)
         self.shift = (bits - _BINS_LOG2).clamp(min=0)
-        # each sweep counts every value above its interval afresh
-        self.hist.zero_()
-        self.above.zero_()
+        self.hist.zero_()  # each sweep counts its interval afresh
         self._share()
 
     def _share(self) -> None:
@@ -182,6 +188,17 @@ class ThresholdSearch:
         return torch.where(lo == idle, torch.full_like(floor, torch.finfo(torch.float32).max),
                            floor)
 
+    def sweep_ceilings(self) -> torch.Tensor:
+        """Per unit, the value from which the next sweep needs no pixel (float32 [U]; +inf
+        where the sweep must count them): every one is already counted in ``above``."""
+        idle = torch.full_like(self.hi, _KEY_MIN)
+        hi = torch.where(self.done, idle, self.hi).amax(1)
+        known = (self.above_known | self.done).all(1) & ~self.done.all(1)
+        # the float of key hi, except that +0.0 would also take -0.0 (key -1): use the
+        # smallest positive float there
+        ceiling = key_floats(torch.where(hi == 0, torch.ones_like(hi), hi))
+        return torch.where(known, ceiling, torch.full_like(ceiling, float("inf")))
+
     def add_values(self, u: torch.Tensor, values: torch.Tensor) -> None:
         """Count one batch of a sweep: unit ``u`` and value of pixels above the sweep's
         thresholds (more may be given; they are filtered)."""
@@ -195,6 +212,8 @@ class ThresholdSearch:
             lo, hi = self.lo[:, t].index_select(0, u), self.hi[:, t].index_select(0, u)
             live = searching.index_select(0, u) & (key >= lo)
             over = key >= hi
+            # values at or above hi are counted once: in the first sweep, or already known
+            live &= ~(over & self.above_known[:, t].index_select(0, u))
             # one bincount: a bin of the interval, else the unit's "above" slot, else a dump
             slot = ((u * _TARGETS + t) << _BINS_LOG2) + ((key - lo) >> self.shift[:, t]
                                                           .index_select(0, u))
@@ -210,6 +229,8 @@ class ThresholdSearch:
         self.above[self.shared, 1] = self.above[self.shared, 0]
         from_top = hist.flip(2).cumsum(2).flip(2) + self.above[:, :, None]
         pick = (from_top >= self.rank[:, :, None]).sum(2) - 1
+        # values at or above each bin's upper end: the next sweep's ``above``
+        beyond = torch.cat([from_top[:, :, 1:], self.above[:, :, None]], 2)
         short = (pick < 0) & ~self.done
         # a guess that was too high: search again from the guaranteed end, below it
         retry = short & (self.lo > self.fallback)
@@ -229,6 +250,9 @@ class ThresholdSearch:
         self.found = torch.where(zero, torch.zeros_like(self.found), self.found)
         self.found = torch.where(short & ~zero, self.lo, self.found)
         narrow = ~self.done & ~short & ~settled & ~retry
+        self.above = torch.where(narrow, beyond.gather(2, pick[:, :, None])[:, :, 0],
+                                 torch.where(retry, from_top[:, :, 0], self.above))
+        self.above_known = self.above_known | narrow | retry
         self.hi = torch.where(narrow, start + (1 << self.shift), self.hi)
         self.lo = torch.where(narrow, start, self.lo)
         self.done = self.done | settled | short
@@ -247,7 +271,7 @@ class ThresholdSearch:
 
     # -- checkpointing and merging -------------------------------------------------------
     _FIELDS = ("low_hist", "high_hist", "mean_hist", "excluded", "nonnegative", "lo", "hi",
-               "fallback", "shift", "above", "found", "done", "rank", "hist")
+               "fallback", "shift", "above", "above_known", "found", "done", "rank", "hist")
 
     def state_dict(self) -> dict[str, Any]:
         """Every count and the search's state, as CPU tensors."""
@@ -261,6 +285,9 @@ class ThresholdSearch:
                 state["quantile"] != self.quantile:
             raise ValueError("state does not belong to a ThresholdSearch with these settings")
         for f in self._FIELDS:
+            if f == "above_known" and f not in state:  # older checkpoints: count them again
+                self.above_known = torch.zeros_like(self.done)
+                continue
             setattr(self, f, state[f].to(self.device).clone())  # never alias the state
         self.images, self.started = int(state["images"]), bool(state["started"])
         self.rounds, self.inexact = int(state["rounds"]), int(state["inexact"])
