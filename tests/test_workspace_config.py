@@ -77,3 +77,20 @@ def test_all_problems_reported_together():
     message = str(e.value)
     assert message.startswith("3 problems")
     assert "w.toml:1:" in message and "w.toml:2:" in message and "w.toml:4:" in message
+
+
+def test_config_defaults_are_the_commands_defaults():
+    """[[ablate]] and [[gan]] keys mean what the commands' options mean, defaults included."""
+    import dataclasses
+
+    from builder.generator import GanOptions
+    from builder.intervene import AblationOptions
+    from builder.workspace.config import AblateConfig, GanConfig
+
+    renamed = {"counts": "ablation_counts"}
+    for config, options in ((AblateConfig, AblationOptions), (GanConfig, GanOptions)):
+        defaults = {f.name: f.default for f in dataclasses.fields(options)}
+        for f in dataclasses.fields(config):
+            name = renamed.get(f.name, f.name)
+            if name in defaults and f.default is not dataclasses.MISSING:
+                assert f.default == defaults[name], (config.__name__, f.name)
