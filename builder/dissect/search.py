@@ -139,7 +139,8 @@ class ThresholdSearch:
         # bound 0): start from a guess, where about 1.5 times the rank lie above a sample of the
         # cells' surfaces (each at its 4 quarter points, a quarter of its pixels each), and
         # fall back to the guaranteed end only where the guess proves too high
-        guess = bin_of(self.mean_hist, (self.rank * 3 // 2).minimum(n[:, None])) << _COARSE_SHIFT
+        # (one guess for both order statistics, from the larger rank: they share a sweep)
+        guess = self._guess((self.rank * 3 // 2).minimum(n[:, None])).amin(1, keepdim=True)
         # a unit with non-finite values: no bounds hold, search every value
         odd = (self.excluded > 0)[:, None].expand_as(self.lo)
         self.lo = torch.where(odd, torch.full_like(self.lo, _KEY_MIN), self.lo)
@@ -155,6 +156,21 @@ class ThresholdSearch:
         self.above_known.zero_()
         self._set_shift()
         self.started = True
+
+    def _guess(self, rank: torch.Tensor) -> torch.Tensor:
+        """The key above which about ``rank`` [U, T] of the sampled values lie: the coarse bin
+        that holds the rank, interpolated linearly inside it (a bin spans 1/8 octave)."""
+        hist = self.mean_hist.view(self.units, _COARSE_BINS)
+        from_top = hist.flip(1).cumsum(1).flip(1)  # sampled pixels at or above each bin
+        pick = (from_top[:, None, :] >= rank[:, :, None]).sum(2) - 1  # [U, T]; -1: none
+        at = pick.clamp(min=0)
+        above = torch.where(at + 1 < _COARSE_BINS,
+                            from_top.gather(1, (at + 1).clamp(max=_COARSE_BINS - 1)),
+                            torch.zeros_like(from_top[:, :1]))
+        inside = hist.gather(1, at)
+        share = ((rank - above) / inside.clamp(min=1e-9)).clamp(0, 1)  # of the bin, from its top
+        top = (pick - _COARSE_BINS // 2 + 1) << _COARSE_SHIFT
+        return top - (share * (1 << _COARSE_SHIFT)).ceil().long()
 
     def _set_shift(self) -> None:
         width = (self.hi - self.lo - 1).clamp(min=0)
@@ -205,22 +221,29 @@ class ThresholdSearch:
         key = float_keys(values.to(self.device))
         u = u.to(self.device)
         bins = self.hist.numel()
+        dump = bins + self.units  # one bincount: interval bins, then per-unit "above", then this
+        units = torch.arange(self.units, device=self.device)
         for t in range(_TARGETS):
+            # a unit's second target usually shares the first one's counts (see _share)
             searching = ~self.done[:, t] if t == 0 else ~self.done[:, t] & ~self.shared
-            if t and not bool(searching.any()):
-                break  # every unit's second target shares the first one's counts
-            lo, hi = self.lo[:, t].index_select(0, u), self.hi[:, t].index_select(0, u)
-            live = searching.index_select(0, u) & (key >= lo)
-            over = key >= hi
-            # values at or above hi are counted once: in the first sweep, or already known
-            live &= ~(over & self.above_known[:, t].index_select(0, u))
-            # one bincount: a bin of the interval, else the unit's "above" slot, else a dump
-            slot = ((u * _TARGETS + t) << _BINS_LOG2) + ((key - lo) >> self.shift[:, t]
-                                                          .index_select(0, u))
-            slot = torch.where(over, bins + u, slot).masked_fill_(~live, bins + self.units)
-            counts = torch.bincount(slot, minlength=bins + self.units + 1)
+            if not bool(searching.any()):
+                continue
+            uu, kk = u, key
+            if t and not bool(searching.all()):
+                pick = searching.index_select(0, u).nonzero()[:, 0]
+                uu, kk = u.index_select(0, pick), key.index_select(0, pick)
+            # per-unit tables gathered once per value: a unit not searching has an empty
+            # interval; values at or above hi go to the unit's "above" count, unless the
+            # previous sweep already counted them
+            lo = torch.where(searching, self.lo[:, t], _KEY_MAX + 1).index_select(0, uu)
+            hi = self.hi[:, t].index_select(0, uu)
+            over = torch.where(self.above_known[:, t], dump, bins + units).index_select(0, uu)
+            slot = ((uu * _TARGETS + t) << _BINS_LOG2) + ((kk - lo) >> self.shift[:, t]
+                                                          .index_select(0, uu))
+            slot = torch.where(kk >= hi, over, slot).masked_fill_(kk < lo, dump)
+            counts = torch.bincount(slot, minlength=dump + 1)
             self.hist += counts[:bins]
-            self.above[:, t] += counts[bins:bins + self.units]
+            self.above[:, t] += counts[bins:dump]
 
     def end_sweep(self) -> None:
         """Narrow each interval to the bin of its order statistic."""
