@@ -119,6 +119,10 @@ def test_gan_stage_builds_caches_and_reruns_on_a_changed_option(tmp_path):
         "gan:gen": True, "render": True}
     rows = (run / "generator" / "layer4" / "ablation.csv").read_text().splitlines()
     assert {r.split(",")[3] for r in rows[1:]} >= {"0", "1", "2"}
+    summary = run / "generator" / "layer4" / "summary.json"
+    before = summary.stat().st_mtime_ns
+    build(tmp_path, load_config(tmp_path), force=True, progress=False)  # recomputes the layer
+    assert summary.stat().st_mtime_ns != before
 
 
 def test_gan_option_errors_name_the_entry(tmp_path):

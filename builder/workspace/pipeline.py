@@ -613,6 +613,9 @@ def _gan_stage(ctx: _Build, entry) -> Path:
         "options": _result_options(opts)}
 
     def work() -> str:
+        if ctx.force:  # forget the finished layers' interventions (their summary marks them)
+            for layer in entry.layers:
+                (out / "generator" / layer / "summary.json").unlink(missing_ok=True)
         run_gan(generator, entry.layers, segmenter, entry.samples, out, opts,
                 progress=ctx.progress, command=["unitdissect", "build"])
         found = json.loads((out / "generator" / "manifest.json").read_text(encoding="utf-8"))
