@@ -54,10 +54,12 @@ _KEY_MIN, _KEY_MAX = -2139095041, 2139095040
 _TARGETS = 2
 
 
-def float_keys(values: torch.Tensor) -> torch.Tensor:
-    """int64 keys in the order of the float32 values (-0.0 just below +0.0)."""
+def float_keys(values: torch.Tensor, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """Integer keys in the order of the float32 values (-0.0 just below +0.0); int64 unless
+    ``dtype`` is torch.int32 (they fit; int64 leaves room for arithmetic on them)."""
     bits = values.float().contiguous().view(torch.int32)
-    return (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()
+    keys = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    return keys if dtype == torch.int32 else keys.to(dtype)
 
 
 def key_floats(keys: torch.Tensor) -> torch.Tensor:
@@ -105,12 +107,14 @@ class ThresholdSearch:
         [B, U, H*W] the pixels left out (or None)."""
         batch, units = maps.shape[:2]
         low, high, inside = self.up.cell_bounds(maps)
-        offset = (torch.arange(units, device=maps.device) * _COARSE_BINS)[None, :, None]
+        # int32 keys and bins (the coarse bin is the key's top 12 bits): half the memory traffic
+        offset = (torch.arange(units, device=maps.device, dtype=torch.int32) * _COARSE_BINS
+                  + _COARSE_BINS // 2)[None, :, None]
         area = self.area.to(maps.device)
         quarter = (area[:, None] / 4).expand(-1, 4).reshape(-1)
         for bounds, hist, weight in ((low, self.low_hist, area), (high, self.high_hist, area),
                                      (inside, self.mean_hist, quarter)):
-            bins = (float_keys(bounds.flatten(2)) >> _COARSE_SHIFT) + _COARSE_BINS // 2 + offset
+            bins = (float_keys(bounds, torch.int32) >> _COARSE_SHIFT) + offset
             weights = weight.expand(batch, units, -1).reshape(-1)
             hist += torch.bincount(bins.reshape(-1), weights, hist.numel()).to(self.device)
         self.nonnegative &= (maps.amin((0, 2, 3)) >= 0).to(self.device)
