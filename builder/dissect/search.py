@@ -10,12 +10,16 @@ densely and without keeping values:
    block of the layer's grid). Histograms of those cell bounds, weighted by the cells' pixel
    counts, over 4,096 coarse bins of the float's order (sign, exponent, top mantissa bits),
    give per unit an interval of float keys that holds both order statistics: at least r
-   pixels lie above its lower end, fewer than r - 1 above its upper end.
+   pixels lie above its lower end, fewer than r - 1 above its upper end. The first sweep
+   starts from a tighter guess, taken from a sample of the cells' values (each cell's surface
+   at its four quarter points), and falls back to the guaranteed end if the guess was high.
 2. **Radix sweeps** (over the cached activations). Only pixels above the interval's lower end
    are computed (``Upsampler.above``: cells that cannot reach it are skipped); their float
    keys are counted in a 4,096-bin histogram of the interval. The bins holding the two order
-   statistics become the next interval, 4,096 times narrower. Bins of one key each settle
-   them exactly, typically on the second sweep.
+   statistics become the next interval, 4,096 times narrower. The values above the new
+   interval are counted already, so later sweeps compute only the values inside it (a ceiling
+   in ``Upsampler.above``). Bins of one key each settle them exactly, typically on the second
+   or third sweep.
 
 Keys are the float32 bit patterns mapped to integers in the order of the values, so every
 comparison is exact and no rounding can misplace a value. Every statistic is a count, so runs
