@@ -37,7 +37,7 @@ from .probe import SampleProbe
 from .sampler import DISTRIBUTIONS, Generator, load_generator
 from .segment import Labeller, resolve_segmenter
 
-__all__ = ["GAN_FORMAT", "GanOptions", "run_gan"]
+__all__ = ["GAN_ENGINE_VERSION", "GAN_FORMAT", "GanOptions", "result_options", "run_gan"]
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def run_gan(model: str | Any, layers: Sequence[str] | str, segmenter: str | Any,
     results = {}
     for layer in layers:
         fp = fingerprint(GAN_ENGINE_VERSION, generator.fingerprint(), probe.fingerprint, layer,
-                         run_manifest["fingerprints"][layer], _result_options(options),
+                         run_manifest["fingerprints"][layer], result_options(options),
                          [c.id for c in concepts])
         folder = out / "generator" / layer
         if _layer_done(folder, fp):
@@ -263,7 +263,7 @@ def _segmenter_from_spec(spec: str, weights: str | None, device: torch.device, s
     return segmenter_from_spec(spec, weights=weights, device=str(device), seed=seed)
 
 
-def _result_options(options: GanOptions) -> dict[str, Any]:
+def result_options(options: GanOptions) -> dict[str, Any]:
     """The options that shape the results (not where or how fast they are computed)."""
     skip = {"device", "cache_dir", "images_per_pass", "batch_size", "strategy"}
     return {k: v for k, v in dataclasses.asdict(options).items() if k not in skip}

@@ -587,7 +587,7 @@ def _gan_stage(ctx: _Build, entry) -> Path:
     ``generator/<layer>/`` ablation and insertion; the samples are cached in data/samples."""
     from ..dissect.runner import resolve_device
     from ..generator import load_generator, run_gan
-    from ..generator.runner import GAN_ENGINE_VERSION, _result_options
+    from ..generator.runner import GAN_ENGINE_VERSION, result_options
     from ..segmenters import segmenter_from_spec
 
     config = ctx.config
@@ -603,14 +603,14 @@ def _gan_stage(ctx: _Build, entry) -> Path:
     out = ctx.workspace / "runs" / entry.name
     fp = fingerprint("gan", PIPELINE_VERSION, GAN_ENGINE_VERSION, generator.fingerprint(),
                      segmenter.fingerprint(), entry.samples, entry.layers,
-                     _result_options(opts))
+                     result_options(opts))
     name = f"gan:{entry.name}"
     ctx.manifest["generators"][entry.name] = {
         "spec": entry.model, "weights": str(generator.model.weights or ""),
         "weights_sha256": generator.model.weights_sha256,
         "segmenter": {"spec": entry.segmenter, "fingerprint": segmenter.fingerprint()},
         "samples": entry.samples, "seed": config.seed, "layers": entry.layers,
-        "options": _result_options(opts)}
+        "options": result_options(opts)}
 
     def work() -> str:
         if ctx.force:  # forget the finished layers' interventions (their summary marks them)
