@@ -267,13 +267,13 @@ class Upsampler:
         sb = flat_ah.index_select(0, (row + self.gy1.index_select(0, g)) * width + x)
         thr = thresholds.index_select(0, u)
         keep = torch.maximum(sa, sb) > low_thr.index_select(0, u)
-        if ceilings is None:
-            keep = keep.nonzero()[:, 0]
-            return tuple(t.index_select(0, keep) for t in (bi, u, g, x, sa, sb, thr)) + (None,)
-        ceil = ceilings.index_select(0, u)
-        keep &= torch.minimum(sa, sb) < ceil + ceil.abs() * _BOUND_SLACK
+        ceil = None
+        if ceilings is not None:
+            ceil = ceilings.index_select(0, u)
+            keep &= torch.minimum(sa, sb) < ceil + ceil.abs() * _BOUND_SLACK
         keep = keep.nonzero()[:, 0]
-        return tuple(t.index_select(0, keep) for t in (bi, u, g, x, sa, sb, thr, ceil))
+        picked = tuple(t.index_select(0, keep) for t in (bi, u, g, x, sa, sb, thr))
+        return picked + (ceil.index_select(0, keep) if ceil is not None else None,)
 
     def _segments_above(self, plan: tuple[torch.Tensor, ...], values: bool,
                         positions: bool = True) -> list[tuple[Any, ...]]:
@@ -410,11 +410,13 @@ class Upsampler:
                 parts = [got if values else got + (None,)]
             else:
                 parts = self._segments_above(plan, values, positions)
-            for b, u, p, v in parts:
-                found.append((b + first if positions else None, u, p if positions else None, v))
-        columns = 4 if values else 3
-        return tuple(torch.cat([f[i] for f in found]) if (i in (1, 3) or positions) else None
-                     for i in range(columns))
+            found += [(b + first if positions else None, u, p, v) for b, u, p, v in parts]
+
+        def joined(i: int) -> torch.Tensor:
+            return torch.cat([f[i] for f in found])
+
+        image, pixel = (joined(0), joined(2)) if positions else (None, None)
+        return (image, joined(1), pixel) + ((joined(3),) if values else ())
 
     def _guaranteed_floor(self, ah: torch.Tensor, levels: torch.Tensor, min_level: int,
                           limit: int) -> torch.Tensor:

@@ -101,7 +101,6 @@ class ThresholdSearch:
         self.rank = z(units, _TARGETS)
         self.hist = z(units * _TARGETS * _BINS)
         self.started = False
-        self.shared = torch.zeros(units, dtype=torch.bool, device=self.device)
         self.rounds = 0
         self.inexact = 0
 
@@ -188,14 +187,13 @@ class ThresholdSearch:
             bits = torch.where(width >= (1 << b), torch.full_like(bits, b + 1), bits)
         self.shift = (bits - _BINS_LOG2).clamp(min=0)
         self.hist.zero_()  # each sweep counts its interval afresh
-        self._share()
 
-    def _share(self) -> None:
-        """Mark the units whose two order statistics share one interval (the usual case: they
-        are neighbours): the sweep counts the first only and copies its counts to the second."""
-        self.shared = ((self.lo[:, 0] == self.lo[:, 1]) & (self.hi[:, 0] == self.hi[:, 1])
-                       & (self.shift[:, 0] == self.shift[:, 1])
-                       & (self.done[:, 0] == self.done[:, 1]))
+    @property
+    def shared(self) -> torch.Tensor:
+        """Units whose two order statistics share one interval (the usual case: they are
+        neighbours): a sweep counts the first only and copies its counts to the second."""
+        return ((self.lo[:, 0] == self.lo[:, 1]) & (self.hi[:, 0] == self.hi[:, 1])
+                & (self.shift[:, 0] == self.shift[:, 1]) & (self.done[:, 0] == self.done[:, 1]))
 
     # -- the sweeps ----------------------------------------------------------------------
     @property
@@ -231,9 +229,10 @@ class ThresholdSearch:
         bins = self.hist.numel()
         dump = bins + self.units  # one bincount: interval bins, then per-unit "above", then this
         units = torch.arange(self.units, device=self.device)
+        shared = self.shared
         for t in range(_TARGETS):
-            # a unit's second target usually shares the first one's counts (see _share)
-            searching = ~self.done[:, t] if t == 0 else ~self.done[:, t] & ~self.shared
+            # a unit's second target usually shares the first one's counts (see ``shared``)
+            searching = ~self.done[:, t] if t == 0 else ~self.done[:, t] & ~shared
             if not bool(searching.any()):
                 continue
             uu, kk = u, key
@@ -256,8 +255,9 @@ class ThresholdSearch:
     def end_sweep(self) -> None:
         """Narrow each interval to the bin of its order statistic."""
         hist = self.hist.view(self.units, _TARGETS, _BINS)
-        hist[self.shared, 1] = hist[self.shared, 0]
-        self.above[self.shared, 1] = self.above[self.shared, 0]
+        shared = self.shared  # as during the sweep: the intervals change below
+        hist[shared, 1] = hist[shared, 0]
+        self.above[shared, 1] = self.above[shared, 0]
         from_top = hist.flip(2).cumsum(2).flip(2) + self.above[:, :, None]
         pick = (from_top >= self.rank[:, :, None]).sum(2) - 1
         # values at or above each bin's upper end: the next sweep's ``above``
@@ -322,7 +322,6 @@ class ThresholdSearch:
             setattr(self, f, state[f].to(self.device).clone())  # never alias the state
         self.images, self.started = int(state["images"]), bool(state["started"])
         self.rounds, self.inexact = int(state["rounds"]), int(state["inexact"])
-        self._share()
 
     def merge(self, other: ThresholdSearch) -> None:
         """Add ``other``'s counts (other images, the same stage of the search)."""
