@@ -260,6 +260,12 @@ class Run:
         return str(value) if value else None
 
     @property
+    def generated(self) -> bool:
+        """Whether the probe images are a generator's samples (the dataset path is then its
+        sample cache, read with ``builder.generator.SampleStore``)."""
+        return _get(self.manifest, "dataset", "inputs") == "latents"
+
+    @property
     def image_size(self) -> int | None:
         """The probe images' size recorded in the manifest."""
         value = _get(self.manifest, "dataset", "image_size")

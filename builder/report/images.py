@@ -241,9 +241,7 @@ class ProbeImages:
             path = Path(run.dataset_path).expanduser()
             if not path.is_absolute() and not path.exists():
                 path = run.path / path  # a relative path is read from the run directory
-            # a generator's run probes its own samples: the images are in its sample cache
-            generated = run.manifest.get("dataset", {}).get("inputs") == "latents"
-            self._sets[run.slug] = SampleStore(path) if generated else ProbeSet(path)
+            self._sets[run.slug] = SampleStore(path) if run.generated else ProbeSet(path)
         return self._sets[run.slug]
 
     def __call__(self, run: Any, index: int) -> np.ndarray:

@@ -592,14 +592,14 @@ def _gan_stage(ctx: _Build, entry) -> Path:
 
     config = ctx.config
     opts = _gan_options(config, entry, ctx.workspace / "data" / "samples")
+    device = resolve_device(config.device)
     generator = load_generator(
         _generator_spec(ctx.root, entry.model),
         _local(ctx.root, entry.weights) if entry.weights else None, seed=config.seed,
         latent_seed=config.seed, distribution=opts.latent_distribution,
-        truncation=opts.truncation, device=resolve_device(config.device))
-    spec = _segmenter_spec(ctx.root, entry.segmenter)
-    segmenter = segmenter_from_spec(spec, device=str(resolve_device(config.device)),
-                                    seed=config.seed)
+        truncation=opts.truncation, device=device)
+    segmenter = segmenter_from_spec(_segmenter_spec(ctx.root, entry.segmenter),
+                                    device=str(device), seed=config.seed)
     out = ctx.workspace / "runs" / entry.name
     fp = fingerprint("gan", PIPELINE_VERSION, GAN_ENGINE_VERSION, generator.fingerprint(),
                      segmenter.fingerprint(), entry.samples, entry.layers,
