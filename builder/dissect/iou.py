@@ -130,9 +130,7 @@ class Upsampler:
         self.cell_area = int(gy["length"].max() * gx["length"].max())
         self._cell_rows = _window_index(gy["g0"], gy["g1"], h, self.device)
         self._cell_cols = _window_index(gx["g0"], gx["g1"], w, self.device)
-        self._cell_windows_all = (self._cell_rows is not None and self._cell_cols is not None
-                                  and torch.equal(self._cell_rows.cpu(), torch.arange(h + 1))
-                                  and torch.equal(self._cell_cols.cpu(), torch.arange(w + 1)))
+        self.bound_area = self._bound_area()
 
     # -- the two halves of the interpolation ------------------------------------------
     def horizontal(self, maps: torch.Tensor) -> torch.Tensor:
@@ -159,37 +157,48 @@ class Upsampler:
         """Upsample [B, U, h, w] maps to [B, U, H, W] (same values as the segment path)."""
         return self.dense(self.horizontal(maps))
 
+    def _bound_area(self) -> torch.Tensor:
+        """Pixels behind each entry of ``cell_bounds`` (float64): a cell's, or, on the window
+        path, the cells' that share the window (0 where none does)."""
+        rows, cols = self.length.double(), self.col_length.double()
+        if self.identity:
+            return torch.ones(self.pixels, dtype=torch.float64, device=self.device)
+        if self._cell_rows is not None and self._cell_cols is not None:
+            h, w = self.in_size
+            rows = torch.bincount(self._cell_rows, rows, h + 1)
+            cols = torch.bincount(self._cell_cols, cols, w + 1)
+        return (rows[:, None] * cols[None, :]).reshape(-1)
+
     def cell_bounds(self, maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The lowest and highest corner of every cell, [B, U, G * Gx] each: every upsampled
-        value of a cell lies between them (up to rounding); and the cell's bilinear surface
-        at its four quarter points, [B, U, G * Gx * 4], a sample of the values inside it. A
-        cell is a row group x a column group; its pixel count is ``length[g] *
-        col_length[x]``."""
+        """The lowest and highest corner of every cell, [B, U, N] each: every upsampled value
+        of the cell lies between them (up to rounding); and the cell's bilinear surface at its
+        four quarter points, 4 x [B, U, N], a sample of the values inside it (each standing
+        for a quarter of its pixels). Entry i stands for ``bound_area[i]`` pixels. A cell is a
+        row group x a column group; where every group blends neighbouring rows and columns,
+        or an edge one with itself, the entries are the 2 x 2 windows of the edge-padded maps
+        (cells that blend the same window share one entry, its area their sum)."""
         if self.identity:
             flat = maps.flatten(2)
-            return flat, flat, flat[..., None].expand(-1, -1, -1, 4).flatten(2)
+            return (flat, flat) + (flat,) * 4
 
-        def quarters(top: torch.Tensor, bottom: torch.Tensor, left, right) -> torch.Tensor:
-            # rows at 1/4 and 3/4 of the cell, then columns at 1/4 and 3/4
-            samples = []
-            for row in (top * 0.75 + bottom * 0.25, top * 0.25 + bottom * 0.75):
+        def quarters(top: torch.Tensor, bottom: torch.Tensor, left, right
+                     ) -> tuple[torch.Tensor, ...]:
+            # rows at 1/4 and 3/4 of the cell, then columns at 1/4 and 3/4 (one lerp each)
+            samples: list[torch.Tensor] = []
+            for row in (torch.lerp(top, bottom, 0.25), torch.lerp(top, bottom, 0.75)):
                 a, b = left(row), right(row)
-                samples += [a * 0.75 + b * 0.25, a * 0.25 + b * 0.75]
-            return torch.stack(samples, -1)
+                samples += [torch.lerp(a, b, 0.25).flatten(2), torch.lerp(a, b, 0.75).flatten(2)]
+            return tuple(samples)
 
         if self._cell_rows is not None and self._cell_cols is not None:
-            # cells blend neighbouring rows and columns, or an edge one with itself: 2 x 2
-            # windows of the edge-padded maps, a pooling (several times faster than gathers)
+            # 2 x 2 windows of the edge-padded maps, a pooling (slices beat pooling ops and
+            # gathers on the CPU); windows no cell blends have area 0
             padded = torch.nn.functional.pad(maps, (1, 1, 1, 1), mode="replicate")
-            a, b = padded[:, :, :-1], padded[:, :, 1:]  # slices beat pooling ops on the CPU
+            a, b = padded[:, :, :-1], padded[:, :, 1:]
             rmin, rmax = torch.minimum(a, b), torch.maximum(a, b)
-            results = (torch.minimum(rmin[..., :-1], rmin[..., 1:]),
-                       torch.maximum(rmax[..., :-1], rmax[..., 1:]),
-                       quarters(a, b, lambda r: r[..., :-1], lambda r: r[..., 1:]))
-            if not self._cell_windows_all:
-                results = tuple(r.index_select(2, self._cell_rows)
-                                .index_select(3, self._cell_cols) for r in results)
-            return tuple(r.flatten(2) for r in results)
+            return ((torch.minimum(rmin[..., :-1], rmin[..., 1:]).flatten(2),
+                     torch.maximum(rmax[..., :-1], rmax[..., 1:]).flatten(2))
+                    + quarters(a, b, lambda r: r[..., :-1], lambda r: r[..., 1:]))
 
         def corners(op):
             rows = op(torch.index_select(maps, 2, self.gy0), torch.index_select(maps, 2, self.gy1))
@@ -200,7 +209,7 @@ class Upsampler:
                           torch.index_select(maps, 2, self.gy1),
                           lambda r: torch.index_select(r, 3, self.gx0),
                           lambda r: torch.index_select(r, 3, self.gx1))
-        return corners(torch.minimum), corners(torch.maximum), inside.flatten(2)
+        return (corners(torch.minimum), corners(torch.maximum)) + inside
 
     # -- segments --------------------------------------------------------------------
     def _ends(self, ah: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,8 +80,12 @@ class ThresholdSearch:
                  device: str | torch.device = "cpu") -> None:
         self.units, self.quantile, self.up = units, quantile, upsampler
         self.device = torch.device(device)
-        area = (upsampler.length[:, None] * upsampler.col_length[None, :]).reshape(-1)
-        self.area = area.to(self.device, torch.float64)
+        # pixels behind each cell bound: most cells have the same area, so the histograms
+        # count them unweighted and correct the others with a small weighted count
+        area = upsampler.bound_area.to(self.device, torch.float64)
+        self.area = area.mode().values if area.numel() else area.new_zeros(())
+        self.odd_cells = (area != self.area).nonzero()[:, 0].to(upsampler.device)
+        self.odd_area = (area - self.area).index_select(0, self.odd_cells.to(self.device))
         z = lambda *s, dtype=torch.int64: torch.zeros(s, dtype=dtype, device=self.device)  # noqa: E731
         self.low_hist = torch.zeros(units * _COARSE_BINS, dtype=torch.float64, device=self.device)
         self.high_hist = torch.zeros_like(self.low_hist)
@@ -109,17 +113,38 @@ class ThresholdSearch:
         """Count one batch's cell bounds; ``maps`` [B, U, h, w] finite, ``excluded``
         [B, U, H*W] the pixels left out (or None)."""
         batch, units = maps.shape[:2]
-        low, high, inside = self.up.cell_bounds(maps)
-        # int32 keys and bins (the coarse bin is the key's top 12 bits): half the memory traffic
+        bounds = self.up.cell_bounds(maps)  # low, high, then the 4 quarter-point samples
+        # int32 keys and bins (the coarse bin is the key's top 12 bits): half the memory
+        # traffic; one bincount for the three histograms (low, high, sample)
+        span = units * _COARSE_BINS
         offset = (torch.arange(units, device=maps.device, dtype=torch.int32) * _COARSE_BINS
                   + _COARSE_BINS // 2)[None, :, None]
-        area = self.area.to(maps.device)
-        quarter = (area[:, None] / 4).expand(-1, 4).reshape(-1)
-        for bounds, hist, weight in ((low, self.low_hist, area), (high, self.high_hist, area),
-                                     (inside, self.mean_hist, quarter)):
-            bins = (float_keys(bounds, torch.int32) >> _COARSE_SHIFT) + offset
-            weights = weight.expand(batch, units, -1).reshape(-1)
-            hist += torch.bincount(bins.reshape(-1), weights, hist.numel()).to(self.device)
+        parts = [(float_keys(b, torch.int32) >> _COARSE_SHIFT) + (offset + span * min(i, 2))
+                 for i, b in enumerate(bounds)]
+        bins = torch.cat(parts, 2)
+        share = torch.tensor([1.0, 1.0, 0.25], dtype=torch.float64, device=self.device)
+        cells = bounds[0].shape[2]
+        if self.odd_cells.numel() * 4 > cells:
+            # few cells, many at the edge (deep layers): weigh every one
+            area = self.area + torch.zeros(cells, dtype=torch.float64, device=self.device)
+            area.index_add_(0, self.odd_cells.to(self.device), self.odd_area)
+            weights = torch.cat([area * share[min(i, 2)] for i in range(len(parts))])
+            hist = torch.bincount(bins.reshape(-1),
+                                  weights.to(bins.device).expand(batch, units, -1).reshape(-1),
+                                  3 * span).to(self.device).view(3, span)
+        else:
+            # most cells have the common area: count unweighted, then add the difference of
+            # the others, weighted
+            counts = torch.bincount(bins.reshape(-1), minlength=3 * span).to(self.device)
+            hist = counts.view(3, span) * (self.area * share)[:, None]
+            odd = torch.cat([self.odd_cells + i * cells for i in range(len(parts))])
+            weights = torch.cat([self.odd_area * share[min(i, 2)] for i in range(len(parts))])
+            hist += torch.bincount(bins.index_select(2, odd.to(bins.device)).reshape(-1),
+                                   weights.to(bins.device).expand(batch, units, -1).reshape(-1),
+                                   3 * span).to(self.device).view(3, span)
+        self.low_hist += hist[0]
+        self.high_hist += hist[1]
+        self.mean_hist += hist[2]
         self.nonnegative &= (maps.amin((0, 2, 3)) >= 0).to(self.device)
         if excluded is not None:
             self.excluded += excluded.sum((0, 2)).to(self.device, torch.int64)
