@@ -310,7 +310,7 @@ MODEL_FILE = textwrap.dedent('''
 
     def make():
         torch.manual_seed(0)
-        model = ToyClassifier(num_classes=len(SCENES), width=0.125)
+        model = ToyClassifier(num_classes=len(SCENES))  # conv5_3: 32 units
         model.class_names = tuple(SCENES)
         return model
 ''')
@@ -344,7 +344,7 @@ def test_cli_end_to_end_writes_resumes_and_renders(tiny_dataset, tmp_path, capsy
             "--pgd-steps", "3", "--cw-steps", "5"]
     assert main(args) == 0
     folder = run_dir / "ablation" / "features.conv5_3"
-    for name in ("single_unit.npy", "single_unit_rank.npy", "baseline.json", "curves.csv",
+    for name in ("single_unit.npy", "single_unit_rank.npy", "ranking.npy", "baseline.json", "curves.csv",
                  "random_curves.csv", "important_units.csv", "science.json", "adversarial.json",
                  "manifest.json"):
         assert (folder / name).is_file(), name
@@ -374,6 +374,11 @@ def test_cli_end_to_end_writes_resumes_and_renders(tiny_dataset, tmp_path, capsy
     layer = read_run(run_dir).layers[0]
     assert layer.ablation is not None and layer.ablation.curves
     assert layer.ablation.single_unit.shape == single.shape
+    ranking = np.load(folder / "ranking.npy")
+    assert ranking.shape == (len(baseline["classes"]), 32)
+    assert np.array_equal(np.sort(ranking, axis=1), np.broadcast_to(np.arange(32), ranking.shape))
+    # the class pages list units in the curves' order
+    assert layer.ablation.top_units(0, 5) == ranking[0, :5].tolist()
 
     # a rerun skips every finished stage
     stages: list[str] = []

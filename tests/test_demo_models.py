@@ -60,7 +60,7 @@ def test_layer_names():
     names = dict(classifier.module.named_modules())
     for layer in ("features.conv1_1", "features.conv3_2", "features.conv5_1", "features.conv5_3"):
         assert layer in names
-    assert names["features.conv5_3"].conv.out_channels == 256
+    assert names["features.conv5_3"].conv.out_channels == 32
     assert classifier.module.class_names[0] == "ski_resort"
     needs_weights("generator")
     generator = load_model("demo:generator").module
@@ -74,6 +74,22 @@ def test_classifier_accuracy():
     data = render_scenes(200, 128, VAL_SEED, start=FRESH)
     metrics = evaluate_classifier(loaded.module, data.images, data.scenes)
     assert metrics["accuracy"] >= 0.85, metrics
+
+
+def test_classifier_passes_the_pnas_science_check(tmp_path, capsys):
+    """Each class rests on a few units of conv5_3: removing a class's 5 most important units
+    (ranked on train) costs it at least 3x what 5 random units cost, for >= 80% of classes."""
+    probe = tmp_path / "probe"
+    assert main(["dataset", "build", "toyworld:n=600", "--out", str(probe)]) == 0
+    assert main(["ablate", "--model", "demo:classifier", "--layer", "features.conv5_3",
+                 "--dataset", str(probe), "--out", str(tmp_path / "run"),
+                 "--adversarial", "0", "--random-draws", "10"]) == 0
+    science = json.loads((tmp_path / "run/ablation/features.conv5_3/science.json").read_text())
+    assert science["pass"] and science["fraction"] >= 0.8, science
+    # the drops are large, not single flipped images: most classes fall near chance
+    drops = [row["drop_top5"] for row in science["per_class"]]
+    assert float(np.median(drops)) >= 0.3, drops
+    capsys.readouterr()
 
 
 def test_segmenter_accuracy(segmenter_model):

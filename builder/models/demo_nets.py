@@ -46,16 +46,18 @@ __all__ = [
     "UpMerge",
 ]
 
-#: (name, output channels, max-pool before the block) of the classifier's conv layers.
+#: (name, output channels, max-pool before the block) of the classifier's conv layers. The
+#: last one is narrow on purpose: about 3 units per class (VGG-16 has 1.4 for Places365), so
+#: that each class rests on a few units, as in the PNAS paper (docs/models.md).
 CLASSIFIER_LAYERS: tuple[tuple[str, int, bool], ...] = (
-    ("conv1_1", 32, False),
-    ("conv2_1", 64, True),
-    ("conv3_1", 128, True),
-    ("conv3_2", 128, False),
-    ("conv4_1", 256, True),
-    ("conv5_1", 256, True),
-    ("conv5_2", 256, False),
-    ("conv5_3", 256, False),
+    ("conv1_1", 16, False),
+    ("conv2_1", 32, True),
+    ("conv3_1", 64, True),
+    ("conv3_2", 64, False),
+    ("conv4_1", 128, True),
+    ("conv5_1", 128, True),
+    ("conv5_2", 128, False),
+    ("conv5_3", 32, False),
 )
 
 #: (name, output channels, x2 upsampling: True = transposed conv, "nearest" = nearest + conv,
