@@ -165,6 +165,38 @@ def test_unit_page_shows_ablation_and_histogram(site: Path) -> None:
     assert 'href="../../toy-a/layer4/unit-0001.html"' in page
 
 
+
+def test_class_and_unit_pages_follow_the_ablation_ranking(tmp_path: Path) -> None:
+    """With ranking.npy, a class page lists units in the curves' order even where removing one
+    alone flips no prediction (its margin drop is shown), and unit pages give their rank."""
+    run = write_run(tmp_path, "toy", generator=False)
+    folder = run / "ablation" / "layer4"
+    baseline = json.loads((folder / "baseline.json").read_text(encoding="utf-8"))
+    classes, units = len(baseline["classes"]), np.load(folder / "single_unit.npy").shape[0]
+    base = np.asarray(baseline["balanced_accuracy"])
+    np.save(folder / "single_unit.npy", np.tile(base, (units, 1)).astype(np.float32))  # no drop
+    margin = np.full((units, classes), 4.0, dtype=np.float32)
+    margin[7, 0], margin[3, 0] = 1.0, 2.5  # class 0 leans on unit 7, then unit 3
+    np.save(folder / "single_unit_margin.npy", margin)
+    baseline["margin"] = [5.0] * classes
+    (folder / "baseline.json").write_text(json.dumps(baseline), encoding="utf-8")
+    ranking = np.tile(np.arange(units), (classes, 1))
+    ranking[0] = [7, 3] + [u for u in range(units) if u not in (7, 3)]
+    np.save(folder / "ranking.npy", ranking)
+    render_site([run], tmp_path / "site", image_for=fake_image_for, workers=1)
+    page = (tmp_path / "site" / "toy" / "classes" / "ski-resort.html").read_text(encoding="utf-8")
+    assert "Removing any single unit" not in page
+    first, second = page.index('data-unit="7"'), page.index('data-unit="3"')
+    assert first < second < page.index('data-unit="0"')
+    assert "removing it: margin −4.00" in page and "removing it: margin −2.50" in page
+    unit = (tmp_path / "site" / "toy" / "layer4" / "unit-0007.html").read_text(encoding="utf-8")
+    assert "<th class=\"num\">Rank</th>" in unit and ">#1<" in unit and "ski resort" in unit
+
+    # a ranking that is not a permutation of the units is refused, naming the file
+    np.save(folder / "ranking.npy", np.zeros((classes, units), dtype=np.int64))
+    with pytest.raises(DatasetError, match="ranking.npy"):
+        render_site([run], tmp_path / "site2", workers=1)
+
 def test_search_index_lists_units_concepts_classes(site: Path) -> None:
     text = (site / "static" / "search-index.js").read_text(encoding="utf-8")
     entries = json.loads(text.removeprefix("window.UD_SEARCH_INDEX = ").rstrip(";\n"))

@@ -347,6 +347,9 @@ def run_ablation(model: Any, layer: str, probe: Any, out: str | Path,
     if _read_json(folder / "baseline.json") != baseline:
         atomic.write_json(folder / "baseline.json", baseline)
     order = rank_units(rank_baseline, rank_single, rank_base_margin, rank_margin)  # [n, units]
+    ranking_path = folder / "ranking.npy"
+    if not (ranking_path.is_file() and np.array_equal(np.load(ranking_path), order)):
+        atomic.write_npy(ranking_path, order)
 
     # -- curves, random units, the science check ----------------------------------------
     curve_files = ["curves.csv", "random_curves.csv", "science.json"]

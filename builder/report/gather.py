@@ -20,6 +20,8 @@ from builder.errors import DatasetError
 FORMAT = "unitdissect-run"
 FORMAT_VERSION = 1
 DEFAULT_IOU_THRESHOLD = 0.04
+#: The smallest accuracy drop listed as "this unit matters" (0.01 %).
+MIN_DROP = 1e-4
 #: Display order of concept categories (the papers' order).
 CATEGORY_ORDER = ("object", "part", "material", "color", "scene", "texture")
 #: How many concepts the unit page's IoU chart shows.
@@ -122,10 +124,26 @@ class LayerAblation:
     accuracy: float | None  # overall accuracy with nothing removed
     single_unit: np.ndarray  # float [units, classes]: balanced accuracy with that unit removed
     curves: dict[int, dict[str, list[dict[str, float]]]]  # class -> order -> rows
+    # int [classes, units]: each class's units, most important first, as the curves rank them
+    # (ranking.npy; None for runs that predate it)
+    ranking: np.ndarray | None = None
+    margin_drops: np.ndarray | None = None  # [units, classes]: drop of the mean logit margin
+    splits: dict[str, str] = field(default_factory=lambda: {"rank": "train", "eval": "val"})
     drops: np.ndarray = field(init=False, repr=False)  # [units, classes]: baseline - single_unit
+    positions: np.ndarray | None = field(init=False, repr=False)  # [units, classes]: 0 = first
 
     def __post_init__(self) -> None:
         self.drops = self.baseline[None, :] - self.single_unit
+        self.positions = None
+        if self.ranking is not None:
+            self.positions = np.argsort(self.ranking, axis=1).T
+
+    def top_units(self, class_index: int, k: int) -> list[int]:
+        """A class's ``k`` most important units: the ranking's, else by the drop on eval."""
+        if self.ranking is not None:
+            return [int(u) for u in self.ranking[class_index, :k]]
+        order = np.argsort(-self.drops[:, class_index], kind="stable")[:k]
+        return [int(u) for u in order if self.drops[u, class_index] >= MIN_DROP]
 
     def class_index(self, cls: ClassInfo) -> int:
         """The column of a class in this layer's arrays."""
@@ -684,12 +702,34 @@ def _read_ablation(run: Run, layer: Layer, classes: dict[str, ClassInfo], slugs:
             for rows in orders.values():
                 rows.sort(key=lambda r: r["n_removed"])
     accuracy = _get(baseline, "accuracy")
+    ranking = None
+    ranking_path = folder / "ranking.npy"
+    if ranking_path.is_file():
+        ranking = _load_npy(ranking_path)
+        units = len(layer.units)
+        if ranking.shape != (n_classes, units) or not np.array_equal(
+                np.sort(ranking, axis=1), np.broadcast_to(np.arange(units), ranking.shape)):
+            raise DatasetError(f"{ranking_path}: must hold a permutation of the {units} units "
+                               f"for each of the {n_classes} classes")
+        ranking = ranking.astype(np.int64)
+    margin_drops = None
+    margin_path, base_margin = folder / "single_unit_margin.npy", _get(baseline, "margin")
+    if margin_path.is_file() and isinstance(base_margin, list) and len(base_margin) == n_classes:
+        margin = _load_npy(margin_path).astype(np.float64)
+        if margin.shape == single.shape:
+            margin_drops = np.asarray([np.nan if m is None else m for m in base_margin],
+                                      dtype=np.float64)[None, :] - margin
+    splits = _get(baseline, "splits")
     layer.ablation = LayerAblation(
         classes=infos,
         baseline=base_values,
         accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else None,
         single_unit=single,
         curves=curves,
+        ranking=ranking,
+        margin_drops=margin_drops,
+        splits={k: str(splits.get(k, d)) for k, d in (("rank", "train"), ("eval", "val"))}
+        if isinstance(splits, dict) else {"rank": "train", "eval": "val"},
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import multiprocessing
 import os
 import shutil
@@ -21,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from builder.errors import ConfigError
 from builder.report import charts
 from builder.report.gather import (
+    MIN_DROP,
     ClassInfo,
     Layer,
     Run,
@@ -54,8 +56,8 @@ TEMPLATES_DIR = (_PACKAGED_TEMPLATES if _PACKAGED_TEMPLATES.is_dir()
 MARKER = ".unitdissect-site"
 #: Top-level files of the output folder that are kept when it is emptied.
 KEEP = frozenset({"README.md", ".gitkeep"})
-#: The smallest accuracy drop listed as "this unit matters" (0.01 %).
-MIN_DROP = 1e-4
+#: A unit page lists the classes that rank it among their first TOP_RANK units.
+TOP_RANK = 5
 #: Units per worker task.
 CHUNK = 24
 #: Units listed per concept on a generator page.
@@ -328,6 +330,18 @@ def _generator_page(layer: Layer) -> Page:
     )
 
 
+def _removal_effect(ablation: Any, unit: int, class_index: int) -> str:
+    """What removing one unit does to one class: its balanced accuracy drop, else (when no
+    prediction flips) the drop of its mean logit margin."""
+    drop = float(ablation.drops[unit, class_index])
+    if drop >= MIN_DROP or ablation.margin_drops is None:
+        return f"removing it: −{100 * drop:.2f}%"
+    margin = float(ablation.margin_drops[unit, class_index])
+    if math.isnan(margin):
+        return "removing it: no change"
+    return f"removing it: margin {'−' if margin > 0 else '+'}{abs(margin):.2f}"
+
+
 def _class_page(cls: ClassInfo) -> Page:
     sections = []
     figures: dict[str, Any] = {}
@@ -336,8 +350,6 @@ def _class_page(cls: ClassInfo) -> Page:
         if ablation is None:
             continue
         i = ablation.class_index(cls)
-        drops = ablation.drops[:, i]
-        order = np.argsort(-drops, kind="stable")[:12]
         figure = charts.class_curves_chart(layer, i)
         if figure:
             figures[f"curves-{layer.slug}"] = figure
@@ -346,7 +358,10 @@ def _class_page(cls: ClassInfo) -> Page:
                 "layer": layer,
                 "chart": f"curves-{layer.slug}" if figure else None,
                 "baseline": float(ablation.baseline[i]),
-                "units": [(layer.units[int(u)], float(drops[u])) for u in order if drops[u] >= MIN_DROP],
+                "ranked": ablation.ranking is not None,
+                "splits": ablation.splits,
+                "units": [(layer.units[u], _removal_effect(ablation, u, i))
+                          for u in ablation.top_units(i, 12)],
             }
         )
     crumbs = _run_crumbs(cls.run) + [("Classes", "classes/index.html"), (cls.name, None)]
@@ -374,7 +389,13 @@ def _unit_page(unit: Unit, images: UnitImages | None) -> Page:
     ablation = []
     if layer.ablation is not None:
         drops = layer.ablation.drops[unit.index]
-        order = np.argsort(-drops, kind="stable")[:10]
+        positions = layer.ablation.positions
+        rank = None if positions is None else positions[unit.index]
+        # the classes this unit's removal hurts, and those that rank it among their first
+        # TOP_RANK units even when removing it alone flips no prediction
+        listed = [c for c in range(len(drops))
+                  if drops[c] >= MIN_DROP or (rank is not None and rank[c] < TOP_RANK)]
+        listed.sort(key=lambda c: (-drops[c], 0 if rank is None else rank[c]))
         top = max(float(drops.max(initial=0.0)), 1e-9)
         ablation = [
             {
@@ -382,10 +403,10 @@ def _unit_page(unit: Unit, images: UnitImages | None) -> Page:
                 "drop": float(drops[c]),
                 "before": float(layer.ablation.baseline[c]),
                 "after": float(layer.ablation.single_unit[unit.index, c]),
-                "width": float(drops[c]) / top * 100,
+                "width": max(float(drops[c]), 0.0) / top * 100,
+                "rank": None if rank is None else int(rank[c]) + 1,
             }
-            for c in order
-            if drops[c] >= MIN_DROP
+            for c in listed[:10]
         ]
     n = len(layer.units)
     return Page(
@@ -402,6 +423,7 @@ def _unit_page(unit: Unit, images: UnitImages | None) -> Page:
             "images": images,
             "tiles": tiles,
             "ablation": ablation,
+            "top_rank": TOP_RANK,
             "charts": figures,
         },
         _layer_crumbs(layer) + [(f"unit {unit.index}", None)],
