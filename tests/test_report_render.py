@@ -183,7 +183,15 @@ def test_class_and_unit_pages_follow_the_ablation_ranking(tmp_path: Path) -> Non
     ranking = np.tile(np.arange(units), (classes, 1))
     ranking[0] = [7, 3] + [u for u in range(units) if u not in (7, 3)]
     np.save(folder / "ranking.npy", ranking)
+    rows = [{"class": c, "drop_top5": 0.4, "drop_random5": 0.01, "pass": True}
+            for c in baseline["classes"]]
+    (folder / "science.json").write_text(json.dumps(
+        {"k": 5, "factor": 3.0, "required_fraction": 0.8, "classes": classes,
+         "passed_classes": classes, "pass": True, "per_class": rows}), encoding="utf-8")
     render_site([run], tmp_path / "site", image_for=fake_image_for, workers=1)
+    overview = (tmp_path / "site" / "classes" / "index.html").read_text(encoding="utf-8")
+    assert f"science check passed: {classes} of {classes} classes" in overview
+    assert 'id="fig-curves-toy-layer4"' in overview and 'id="fig-science_chart-toy-layer4"' in overview
     page = (tmp_path / "site" / "toy" / "classes" / "ski-resort.html").read_text(encoding="utf-8")
     assert "Removing any single unit" not in page
     first, second = page.index('data-unit="7"'), page.index('data-unit="3"')

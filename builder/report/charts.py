@@ -408,6 +408,80 @@ def class_curves_chart(layer: Layer, class_index: int) -> dict[str, Any] | None:
     }
 
 
+def all_classes_curves_chart(layer: Layer) -> dict[str, Any] | None:
+    """Every class's balanced accuracy as units are removed, most important first and least
+    important first, with the median over classes: the distribution of the class pages' curves."""
+    ablation = layer.ablation
+    if ablation is None or not ablation.curves:
+        return None
+    colors = {"top": "#dc2626", "rest": "#2563eb"}
+    names = {"top": "most important first", "rest": "least important first"}
+    data = []
+    for order in ("top", "rest"):
+        per_class = {c: {r["n_removed"]: r["balanced_accuracy"] for r in orders.get(order, [])}
+                     for c, orders in ablation.curves.items()}
+        for c, points in sorted(per_class.items()):
+            if points:
+                xs = sorted(points)
+                data.append({
+                    "type": "scatter", "mode": "lines", "x": xs, "y": [points[x] for x in xs],
+                    "line": {"color": _rgba(colors[order], 0.25), "width": 1},
+                    "showlegend": False, "name": text(ablation.classes[c].name),
+                    "hovertemplate": "%{x} removed: %{y:.1%}<extra>%{fullData.name}</extra>",
+                })
+        common = sorted(set.intersection(*(set(p) for p in per_class.values() if p))) \
+            if any(per_class.values()) else []
+        if common:
+            median = [float(np.median([p[x] for p in per_class.values() if p])) for x in common]
+            data.append({
+                "type": "scatter", "mode": "lines+markers", "x": common, "y": median,
+                "name": f"{names[order]}: median class", "line": {"color": colors[order], "width": 3},
+                "hovertemplate": "%{x} removed: median %{y:.1%}<extra>" + names[order] + "</extra>",
+            })
+    return {
+        "data": data,
+        "layout": _layout(
+            340,
+            xaxis={"title": {"text": "units removed"}},
+            yaxis={"title": {"text": "balanced accuracy"}, "tickformat": ".0%", "range": [0, 1.02]},
+            shapes=[_hline(0.5, MUTED)],
+        ),
+    }
+
+
+def science_chart(layer: Layer) -> dict[str, Any] | None:
+    """How many classes lose how much balanced accuracy when their k most important units are
+    removed, against k random units (science.json): the density of the PNAS figure."""
+    science = layer.ablation.science if layer.ablation is not None else None
+    rows = (science or {}).get("per_class") or []
+    k = (science or {}).get("k", 5)
+    series = [(f"top {k} removed", "drop_top5", "#dc2626"),
+              (f"{k} random removed", "drop_random5", MUTED)]
+    values = {key: [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+              for _, key, _ in series}
+    if not any(values.values()):
+        return None
+    edges = np.linspace(0, 0.5, 11)
+    centers = (edges[:-1] + edges[1:]) / 2
+    data = []
+    for name, key, color in series:
+        counts, _ = np.histogram(np.clip(values[key], 0, 0.5), bins=edges)
+        data.append({
+            "type": "bar", "name": name, "x": centers, "y": counts, "width": 0.045,
+            "marker": {"color": color},
+            "hovertemplate": "drop %{x:.0%} ± 2.5 points: %{y} classes<extra>" + name + "</extra>",
+        })
+    return {
+        "data": data,
+        "layout": _layout(
+            300, barmode="group",
+            xaxis={"title": {"text": "drop of the class's balanced accuracy"}, "tickformat": ".0%",
+                   "range": [-0.01, 0.51]},
+            yaxis={"title": {"text": "classes"}, "rangemode": "tozero"},
+        ),
+    }
+
+
 def _rgba(color: str, alpha: float) -> str:
     r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"

@@ -129,6 +129,8 @@ class LayerAblation:
     ranking: np.ndarray | None = None
     margin_drops: np.ndarray | None = None  # [units, classes]: drop of the mean logit margin
     splits: dict[str, str] = field(default_factory=lambda: {"rank": "train", "eval": "val"})
+    # the science check (science.json): its headline and, per class, top-k vs random-k drops
+    science: dict[str, Any] | None = None
     drops: np.ndarray = field(init=False, repr=False)  # [units, classes]: baseline - single_unit
     positions: np.ndarray | None = field(init=False, repr=False)  # [units, classes]: 0 = first
 
@@ -720,6 +722,11 @@ def _read_ablation(run: Run, layer: Layer, classes: dict[str, ClassInfo], slugs:
             margin_drops = np.asarray([np.nan if m is None else m for m in base_margin],
                                       dtype=np.float64)[None, :] - margin
     splits = _get(baseline, "splits")
+    science_path = folder / "science.json"
+    science = _read_json(science_path) if science_path.is_file() else None
+    if science is not None and not (isinstance(science, dict) and isinstance(
+            science.get("per_class"), list) and all(isinstance(r, dict) for r in science["per_class"])):
+        raise DatasetError(f"{science_path}: must be an object with a per_class list")
     layer.ablation = LayerAblation(
         classes=infos,
         baseline=base_values,
@@ -728,6 +735,7 @@ def _read_ablation(run: Run, layer: Layer, classes: dict[str, ClassInfo], slugs:
         curves=curves,
         ranking=ranking,
         margin_drops=margin_drops,
+        science=science,
         splits={k: str(splits.get(k, d)) for k, d in (("rank", "train"), ("eval", "val"))}
         if isinstance(splits, dict) else {"rank": "train", "eval": "val"},
     )

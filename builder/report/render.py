@@ -230,7 +230,7 @@ def _site_pages(site: Site) -> Iterator[Page]:
             "classes/index.html",
             "classes.html",
             "Classes",
-            {"kind": "classes", "charts": {}, "class_rows": _class_rows(site)},
+            {"kind": "classes", "class_rows": _class_rows(site), **_class_overview(site)},
             _HOME + [("Classes", None)],
         )
     for run in site.runs:
@@ -243,6 +243,26 @@ def _site_pages(site: Site) -> Iterator[Page]:
             yield _class_page(cls)
 
 
+def _class_overview(site: Site) -> dict[str, Any]:
+    """Per run, the ablated layers with every class's curves and the science check's spread."""
+    figures: dict[str, Any] = {}
+    layers: dict[str, list[dict[str, Any]]] = {}
+    for run in site.runs:
+        for layer in run.layers:
+            if layer.ablation is None:
+                continue
+            entry: dict[str, Any] = {"layer": layer, "science": layer.ablation.science}
+            for key, make in (("curves", charts.all_classes_curves_chart),
+                              ("science_chart", charts.science_chart)):
+                figure = make(layer)
+                name = f"{key}-{run.slug}-{layer.slug}"
+                if figure:
+                    figures[name] = figure
+                entry[key] = name if figure else None
+            layers.setdefault(run.slug, []).append(entry)
+    return {"charts": figures, "ablated": layers}
+
+
 def _class_rows(site: Site) -> dict[str, list[dict[str, Any]]]:
     """Per run, one row per (class, ablated layer): baseline and the unit whose removal hurts most."""
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -253,7 +273,8 @@ def _class_rows(site: Site) -> dict[str, list[dict[str, Any]]]:
                     continue
                 i = layer.ablation.class_index(cls)
                 drops = layer.ablation.drops[:, i]
-                best = int(drops.argmax())
+                first = layer.ablation.top_units(i, 1)
+                best = first[0] if first else int(drops.argmax())
                 rows.setdefault(run.slug, []).append(
                     {
                         "cls": cls,
