@@ -1,6 +1,7 @@
 """Benchmark: the quality of demo:generator against real toy-world scenes.
 
-Measures (``builder.train.generator.evaluate_generator``): the Fréchet distance between pooled
+Measures (``builder.train.generator.evaluate_generator``, against real scenes of the five
+classes the generator was trained on, as the training command does): the Fréchet distance between pooled
 ``features.conv5_3`` features of demo:classifier on generated vs real scenes, beside baselines
 (a second real sample, blurred real images, uniform noise), and the per-concept pixel
 frequencies demo:segmenter finds on generated vs real scenes. Also saves a grid of samples.
@@ -48,7 +49,7 @@ def main() -> None:
     args = p.parse_args()
 
     from builder.models import get_demo, load_model
-    from builder.train.generator import evaluate_generator, sample_images
+    from builder.train.generator import GENERATOR_SCENES, evaluate_generator, sample_images
 
     loaded = load_model("demo:generator", weights=args.generator)
     save_grid(sample_images(loaded.module, 64, loaded.input_shape[0], seed=args.seed).numpy(),
@@ -57,7 +58,7 @@ def main() -> None:
     report = evaluate_generator(loaded.module,
                                 classifier_weights=get_demo("classifier").weights_path(),
                                 segmenter_weights=get_demo("segmenter").weights_path(),
-                                n=args.n, seed=args.seed)
+                                n=args.n, seed=args.seed, scenes=GENERATOR_SCENES)
     seconds = time.perf_counter() - start
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
