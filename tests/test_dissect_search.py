@@ -9,9 +9,12 @@ from builder.dissect.search import ThresholdSearch, float_keys, key_floats
 
 
 def _search(maps: torch.Tensor, out: tuple[int, int], q: float, parts: int = 1,
-            excluded: torch.Tensor | None = None) -> ThresholdSearch:
+            excluded: torch.Tensor | None = None, ceilings: bool = True,
+            tamper=None) -> ThresholdSearch:
     """Run the search over ``maps`` in batches of 7, optionally split over ``parts`` merged
-    searches per stage."""
+    searches per stage, with the sweeps' ceilings (values left out and counted) as the
+    runner does, or without (every value above the floor given); ``tamper(search)`` may
+    change the search after ``start``."""
     up = Upsampler(maps.shape[2:], out)
     searches = [ThresholdSearch(maps.shape[1], q, up) for _ in range(parts)]
     batches = list(range(0, maps.shape[0], 7))
@@ -30,6 +33,8 @@ def _search(maps: torch.Tensor, out: tuple[int, int], q: float, parts: int = 1,
         part_of(i).add_bounds(maps[b:b + 7], ex)
     search = merged()
     search.start()
+    if tamper is not None:
+        tamper(search)
     while not search.done_all:
         # the other parts restart from the merged state, as other machines would
         state = search.state_dict()
@@ -44,8 +49,10 @@ def _search(maps: torch.Tensor, out: tuple[int, int], q: float, parts: int = 1,
         floor = search.sweep_thresholds()
         for i, b in enumerate(batches):
             ex = None if excluded is None else excluded[b:b + 7]
-            _, u, _, v = up.above(maps[b:b + 7], floor, ex, values=True)
-            part_of(i).add_values(u, v)
+            skipped = torch.zeros(maps.shape[1], dtype=torch.int64) if ceilings else None
+            _, u, _, v = up.above(maps[b:b + 7], floor, ex, values=True, skipped=skipped,
+                                  ceilings=search.sweep_ceilings() if ceilings else None)
+            part_of(i).add_values(u, v, skipped)
         search = merged()
         search.end_sweep()
     return search
@@ -72,9 +79,10 @@ def test_keys_order_floats_and_invert():
     assert float_keys(torch.tensor(-0.0)) + 1 == float_keys(torch.tensor(0.0))
 
 
+@pytest.mark.parametrize("ceilings", [True, False])
 @pytest.mark.parametrize("case", ["signed", "relu", "sparse-relu", "identity", "odd-sizes",
                                   "plateaus"])
-def test_search_equals_numpy_quantile(case):
+def test_search_equals_numpy_quantile(case, ceilings):
     torch.manual_seed(1)
     maps, out, q = {
         "signed": (torch.randn(40, 16, 7, 7), (56, 56), 0.005),
@@ -84,9 +92,31 @@ def test_search_equals_numpy_quantile(case):
         "odd-sizes": (torch.randn(30, 8, 5, 9), (37, 23), 0.2),
         "plateaus": (torch.randint(0, 3, (30, 8, 6, 6)).float(), (48, 48), 0.05),
     }[case]
-    search = _search(maps, out, q)
+    search = _search(maps, out, q, ceilings=ceilings)
     assert search.inexact == 0 and search.rounds <= 4
     np.testing.assert_array_equal(search.thresholds().numpy(), _numpy_quantile(maps, out, q))
+
+
+@pytest.mark.parametrize("guess", ["ceiling too low", "floor too high"])
+def test_wrong_guesses_are_recovered(guess):
+    """The first sweep's interval is a guess from a sample; where the order statistics lie
+    outside it, later sweeps search the guaranteed bracket and still find them exactly."""
+    torch.manual_seed(4)
+    maps = torch.randn(35, 6, 7, 7).clamp(min=-0.2)
+
+    def tamper(search: ThresholdSearch) -> None:
+        if guess == "ceiling too low":  # everything but the floor's key lies above
+            search.counting[:] = True
+            search.hi = search.lo + 1
+        else:  # nothing lies above the floor
+            search.lo = torch.full_like(search.lo, float_keys(torch.tensor(1e30)).item())
+            search.hi = torch.maximum(search.hi, search.lo + 1)
+        search._set_shift()
+
+    search = _search(maps, (56, 56), 0.01, tamper=tamper)
+    assert search.inexact == 0
+    np.testing.assert_array_equal(search.thresholds().numpy(),
+                                  _numpy_quantile(maps, (56, 56), 0.01))
 
 
 def test_dead_unit_and_all_zero_thresholds():

@@ -228,8 +228,8 @@ class Upsampler:
         return a * torch.take(self.seg_w0, slot) + b * torch.take(self.seg_w1, slot)
 
     def _plan(self, maps: torch.Tensor, ah: torch.Tensor, thresholds: torch.Tensor,
-              unit_major: bool, ceilings: torch.Tensor | None = None
-              ) -> tuple[Any, ...] | None:
+              unit_major: bool, ceilings: torch.Tensor | None = None,
+              skipped: torch.Tensor | None = None) -> tuple[Any, ...] | None:
         """The segments that can pass their unit's threshold, as (b, u, g, x, a, b_end,
         threshold, ceiling or None) vectors (ordered by unit if ``unit_major``, else by
         image); None when so many can that dense evaluation is cheaper.
@@ -237,7 +237,8 @@ class Upsampler:
         Two levels: cells whose four corner activations are all below the threshold are
         skipped first (the slack covers the rounding of both interpolation steps), then the
         segments of the remaining cells whose two ends are, and, given ``ceilings``, the
-        segments whose two ends are both above their unit's ceiling.
+        segments whose two ends are both above their unit's ceiling (their pixels are added to
+        ``skipped`` [U], when given).
         """
         batch, units = maps.shape[:2]
         groups, cols = self.groups, self.col0.numel()
@@ -279,22 +280,30 @@ class Upsampler:
         ceil = None
         if ceilings is not None:
             ceil = ceilings.index_select(0, u)
-            keep &= torch.minimum(sa, sb) < ceil + ceil.abs() * _BOUND_SLACK
+            below = torch.minimum(sa, sb) < ceil + ceil.abs() * _BOUND_SLACK
+            if skipped is not None:
+                whole = (keep & ~below).nonzero()[:, 0]
+                skipped.index_add_(0, u.index_select(0, whole),
+                                   self.length.index_select(0, g.index_select(0, whole)))
+            keep &= below
         keep = keep.nonzero()[:, 0]
         picked = tuple(t.index_select(0, keep) for t in (bi, u, g, x, sa, sb, thr))
         return picked + (ceil.index_select(0, keep) if ceil is not None else None,)
 
     def _segments_above(self, plan: tuple[torch.Tensor, ...], values: bool,
-                        positions: bool = True) -> list[tuple[Any, ...]]:
+                        positions: bool = True, skipped: torch.Tensor | None = None
+                        ) -> list[tuple[Any, ...]]:
         """Every pixel of the planned segments with S > threshold, as parts
         (b, u, pixel, value), each in the plan's order; value is None unless ``values``, b and
-        pixel are None unless ``positions``."""
+        pixel are None unless ``positions``. Pixels left out at a ceiling are added to
+        ``skipped`` [U], when given."""
         bi, u, g, x, sa, sb, thr, ceil = plan
         n = self.length.index_select(0, g)
         slot0 = g * self.seg_len
         low = torch.minimum(sa, sb)
         start = torch.zeros_like(n)
         stop = n.clone()
+        cut = None  # per segment, the pixels left out at the ceiling
         # segments whose both ends clear the threshold by more than the rounding are wholly
         # above it; the others cross it once: binary search for the crossing
         cross = (~(low - low.abs() * _BOUND_SLACK > thr)).nonzero()[:, 0]
@@ -315,12 +324,19 @@ class Upsampler:
                 old_start, old_stop = start.index_select(0, reach), stop.index_select(0, reach)
                 new_stop = torch.where(rising, torch.minimum(old_stop, first), old_stop)
                 new_start = torch.where(rising, old_start, torch.maximum(old_start, first))
+                new_stop = torch.maximum(new_stop, new_start)
                 start.index_copy_(0, reach, new_start)
-                stop.index_copy_(0, reach, torch.maximum(new_stop, new_start))
+                stop.index_copy_(0, reach, new_stop)
+                if skipped is not None:
+                    cut = torch.zeros_like(n).index_copy_(
+                        0, reach, (old_stop - old_start) - (new_stop - new_start))
         flat = (sb - sa).abs() <= self.flat * torch.maximum(sa.abs(), sb.abs())
         if bool(flat.any()):
             # flat segments may not be monotone as computed, unless wholly above (done)
             flat &= ~(low - low.abs() * _BOUND_SLACK > thr)
+        if cut is not None:
+            # a flat segment's pixels are all given one by one below: none is left out
+            skipped.index_add_(0, u, cut.masked_fill_(flat, 0))
         if not bool(flat.any()):
             return [self._runs(bi, u, g, x, sa, sb, slot0, start, stop, values, positions)]
         # the rest: evaluate their every element
@@ -399,26 +415,27 @@ class Upsampler:
     # -- what dissection needs -----------------------------------------------------------
     def above(self, maps: torch.Tensor, thresholds: torch.Tensor,
               excluded: torch.Tensor | None = None, values: bool = False,
-              positions: bool = True, ceilings: torch.Tensor | None = None
-              ) -> tuple[Any, ...]:
+              positions: bool = True, ceilings: torch.Tensor | None = None,
+              skipped: torch.Tensor | None = None) -> tuple[Any, ...]:
         """Pixels with S > threshold: (b, u, pixel) int64 vectors, by image, and their float32
         values if ``values``; ``excluded`` [B, U, H*W] marks pixels that never pass. Without
         ``positions`` (the threshold search needs only units and values), b and pixel are
         None and not computed. Pixels with S >= their unit's ``ceilings`` [U] may be left out
-        (most are: a sweep of the search that knows how many lie there needs none of them)."""
+        (most are: a sweep of the search that knows how many lie there needs none of them);
+        how many were left out is added to ``skipped`` (int64 [U]), when given."""
         batch, units = maps.shape[:2]
         step = self._image_step(units)
         found: list[tuple[Any, ...]] = []
         for first in range(0, batch, step):
             ah = self.horizontal(maps[first:first + step])
             plan = None if excluded is not None else self._plan(
-                maps[first:first + step], ah, thresholds, False, ceilings)
+                maps[first:first + step], ah, thresholds, False, ceilings, skipped)
             if plan is None:
                 part = None if excluded is None else excluded[first:first + step]
                 got = self._above_dense(ah, thresholds, part, values)
                 parts = [got if values else got + (None,)]
             else:
-                parts = self._segments_above(plan, values, positions)
+                parts = self._segments_above(plan, values, positions, skipped)
             found += [(b + first if positions else None, u, p, v) for b, u, p, v in parts]
 
         def joined(i: int) -> torch.Tensor:

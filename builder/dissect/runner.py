@@ -277,10 +277,12 @@ class _LayerWork:
                 self._feed(self.tail, self.qup, maps, bad, payload.indices)
         elif stage == _SEARCH:
             floor = self.search.sweep_thresholds()
+            skipped = torch.zeros(maps.shape[1], dtype=torch.int64, device=maps.device)
             _, u, _, values = self.qup.above(maps, floor, excluded, values=True,
                                              positions=False,
-                                             ceilings=self.search.sweep_ceilings())
-            self.search.add_values(u, values)
+                                             ceilings=self.search.sweep_ceilings(),
+                                             skipped=skipped)
+            self.search.add_values(u, values, skipped)
         elif stage == _COUNT:
             self._count(maps, bad, payload)
 
