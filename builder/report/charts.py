@@ -349,13 +349,31 @@ def concept_depth_chart(concept: SiteConcept) -> dict[str, Any]:
     }
 
 
+#: The two removal orders of the ablation curves: their names and colours.
+_ORDER_NAMES = {"top": "most important first", "rest": "least important first"}
+_ORDER_COLORS = {"top": "#dc2626", "rest": "#2563eb"}
+
+
+def _removal_layout(y_title: str) -> dict[str, Any]:
+    """The layout of accuracy against units removed, with chance (50%) marked."""
+    chance = {"x": 1, "y": 0.5, "xref": "paper", "yref": "y", "text": "chance",
+              "showarrow": False, "xanchor": "right", "yanchor": "bottom",
+              "font": {"color": MUTED}}
+    return _layout(
+        340,
+        xaxis={"title": {"text": "units removed"}},
+        yaxis={"title": {"text": y_title}, "tickformat": ".0%", "range": [0, 1.02]},
+        shapes=[_hline(0.5, MUTED)],
+        annotations=[chance],
+    )
+
+
 def class_curves_chart(layer: Layer, class_index: int) -> dict[str, Any] | None:
     """Class accuracy as units are removed: most important first vs the rest."""
     ablation = layer.ablation
     if ablation is None or class_index not in ablation.curves:
         return None
-    names = {"top": "most important first", "rest": "least important first"}
-    colors = {"top": "#dc2626", "rest": "#2563eb"}
+    names, colors = _ORDER_NAMES, _ORDER_COLORS
     data = []
     for order, rows in ablation.curves[class_index].items():
         x = [r["n_removed"] for r in rows]
@@ -386,25 +404,7 @@ def class_curves_chart(layer: Layer, class_index: int) -> dict[str, Any] | None:
             )
     return {
         "data": data,
-        "layout": _layout(
-            340,
-            xaxis={"title": {"text": "units removed"}},
-            yaxis={"title": {"text": "accuracy"}, "tickformat": ".0%", "range": [0, 1.02]},
-            shapes=[_hline(0.5, MUTED)],
-            annotations=[
-                {
-                    "x": 1,
-                    "y": 0.5,
-                    "xref": "paper",
-                    "yref": "y",
-                    "text": "chance",
-                    "showarrow": False,
-                    "xanchor": "right",
-                    "yanchor": "bottom",
-                    "font": {"color": MUTED},
-                }
-            ],
-        ),
+        "layout": _removal_layout("accuracy"),
     }
 
 
@@ -414,8 +414,7 @@ def all_classes_curves_chart(layer: Layer) -> dict[str, Any] | None:
     ablation = layer.ablation
     if ablation is None or not ablation.curves:
         return None
-    colors = {"top": "#dc2626", "rest": "#2563eb"}
-    names = {"top": "most important first", "rest": "least important first"}
+    colors, names = _ORDER_COLORS, _ORDER_NAMES
     data = []
     for order in ("top", "rest"):
         per_class = {c: {r["n_removed"]: r["balanced_accuracy"] for r in orders.get(order, [])}
@@ -438,15 +437,7 @@ def all_classes_curves_chart(layer: Layer) -> dict[str, Any] | None:
                 "name": f"{names[order]}: median class", "line": {"color": colors[order], "width": 3},
                 "hovertemplate": "%{x} removed: median %{y:.1%}<extra>" + names[order] + "</extra>",
             })
-    return {
-        "data": data,
-        "layout": _layout(
-            340,
-            xaxis={"title": {"text": "units removed"}},
-            yaxis={"title": {"text": "balanced accuracy"}, "tickformat": ".0%", "range": [0, 1.02]},
-            shapes=[_hline(0.5, MUTED)],
-        ),
-    }
+    return {"data": data, "layout": _removal_layout("balanced accuracy")}
 
 
 def science_chart(layer: Layer) -> dict[str, Any] | None:
