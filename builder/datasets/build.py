@@ -354,6 +354,8 @@ def build_dataset(sources: Sequence[Source], out: Path | str | None = None,
         with _pool_context().Pool(min(workers, len(todo)), _init_worker, (shared,)) as pool:
             for n in pool.imap_unordered(_run_shard, todo):
                 bar.update(n)
+            pool.close()  # let the workers exit on their own: terminating them (the context
+            pool.join()   # manager's exit) can leak their semaphores, with a warning at exit
     else:
         _init_worker(shared)
         for job in todo:

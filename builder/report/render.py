@@ -639,6 +639,9 @@ def render_site(
                 images += n_images
                 if progress:
                     progress(done, total)
+            if n_workers > 1:
+                pool.close()  # workers exit on their own (terminating them can leak semaphores)
+                pool.join()
     finally:
         _STATE = None
     return RenderResult(path, total, images, total_units, time.perf_counter() - started, warnings)
