@@ -209,6 +209,8 @@ class ThresholdSearch:
         self.above_known.zero_()
         self._set_shift()
         self.started = True
+        # the coarse histograms have served: free them (and keep them out of checkpoints)
+        self.low_hist = self.high_hist = self.mean_hist = self.low_hist.new_zeros(0)
 
     def _guess(self, rank: torch.Tensor) -> torch.Tensor:
         """The key above which about ``rank`` [U, T] of the sampled values lie: the coarse bin
