@@ -192,6 +192,7 @@ def test_class_and_unit_pages_follow_the_ablation_ranking(tmp_path: Path) -> Non
     overview = (tmp_path / "site" / "classes" / "index.html").read_text(encoding="utf-8")
     assert f"science check passed: {classes} of {classes} classes" in overview
     assert 'id="fig-curves-toy-layer4"' in overview and 'id="fig-science_chart-toy-layer4"' in overview
+    assert 'id="fig-important-toy-layer4"' in overview
     page = (tmp_path / "site" / "toy" / "classes" / "ski-resort.html").read_text(encoding="utf-8")
     assert "Removing any single unit" not in page
     first, second = page.index('data-unit="7"'), page.index('data-unit="3"')

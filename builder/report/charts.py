@@ -440,6 +440,39 @@ def all_classes_curves_chart(layer: Layer) -> dict[str, Any] | None:
     return {"data": data, "layout": _removal_layout("balanced accuracy")}
 
 
+def important_units_chart(layer: Layer, k: int = 4) -> dict[str, Any] | None:
+    """Per unit, for how many classes it is among the ``k`` most important, against its IoU:
+    the PNAS paper's finding that units important to many classes are the interpretable ones."""
+    ablation = layer.ablation
+    if ablation is None or ablation.ranking is None or not layer.units:
+        return None
+    counts = np.bincount(ablation.ranking[:, :k].reshape(-1), minlength=len(layer.units))
+    data = []
+    for category in [*CATEGORY_ORDER, ""]:
+        units = [u for u in layer.units if (u.category if u.detector else "") == category]
+        if not units:
+            continue
+        data.append({
+            "type": "scatter", "mode": "markers",
+            "name": text(category or "no detector"),
+            "x": [u.iou for u in units], "y": [int(counts[u.index]) for u in units],
+            "customdata": [text(f"unit {u.index} · {u.label or 'no label'}") for u in units],
+            "marker": {"color": category_color(category) if category else MUTED, "size": 9,
+                       "opacity": 0.8, "line": {"width": 1, "color": "white"}},
+            "hovertemplate": "%{customdata}: IoU %{x:.3f}, top " + str(k)
+                             + " of %{y} classes<extra></extra>",
+        })
+    return {
+        "data": data,
+        "layout": _layout(
+            300,
+            xaxis={"title": {"text": "IoU of the unit's label"}, "rangemode": "tozero"},
+            yaxis={"title": {"text": f"classes with it in their top {k}"}, "rangemode": "tozero",
+                   "dtick": 1 if counts.max(initial=0) <= 10 else None},
+        ),
+    }
+
+
 def science_chart(layer: Layer) -> dict[str, Any] | None:
     """How many classes lose how much balanced accuracy when their k most important units are
     removed, against k random units (science.json): the density of the PNAS figure."""

@@ -253,7 +253,8 @@ def _class_overview(site: Site) -> dict[str, Any]:
                 continue
             entry: dict[str, Any] = {"layer": layer, "science": layer.ablation.science}
             for key, make in (("curves", charts.all_classes_curves_chart),
-                              ("science_chart", charts.science_chart)):
+                              ("science_chart", charts.science_chart),
+                              ("important", charts.important_units_chart)):
                 figure = make(layer)
                 name = f"{key}-{run.slug}-{layer.slug}"
                 if figure:
