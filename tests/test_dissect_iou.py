@@ -48,6 +48,12 @@ def test_pixels_above_threshold_are_exact_on_every_path(monkeypatch, h, H, kind,
     thresholds = upper_quantile(s.transpose(0, 1).reshape(6, -1), 0.02)
     expected = (s.flatten(2) > thresholds[None, :, None]).nonzero(as_tuple=True)
     assert torch.equal(_key(*up.above(maps, thresholds)), _key(*expected))
+    # units no value can pass are left out, the others' pixels keep their unit numbers
+    idle = thresholds.clone()
+    idle[[1, 4]] = torch.finfo(torch.float32).max
+    idle[2] = float("inf")
+    kept = ~torch.isin(expected[1], torch.tensor([1, 2, 4]))
+    assert torch.equal(_key(*up.above(maps, idle)), _key(*(e[kept] for e in expected)))
 
 
 @pytest.mark.parametrize("h,H,kind,limit,min_level", [

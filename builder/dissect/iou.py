@@ -422,8 +422,25 @@ class Upsampler:
         ``positions`` (the threshold search needs only units and values), b and pixel are
         None and not computed. Pixels with S >= their unit's ``ceilings`` [U] may be left out
         (most are: a sweep of the search that knows how many lie there needs none of them);
-        how many were left out is added to ``skipped`` (int64 [U]), when given."""
+        how many were left out is added to ``skipped`` (int64 [U]), when given. Units whose
+        threshold no value can pass (+inf or the largest float) cost nothing."""
         batch, units = maps.shape[:2]
+        idle = thresholds >= torch.finfo(thresholds.dtype).max
+        if bool(idle.any()):
+            # late sweeps of the threshold search: only the few units still searching
+            live = (~idle).nonzero()[:, 0]
+            if not live.numel():
+                empty = torch.zeros(0, dtype=torch.int64, device=maps.device)
+                return ((empty if positions else None), empty, (empty if positions else None)) \
+                    + ((torch.zeros(0, dtype=maps.dtype, device=maps.device),) if values else ())
+            part = None if skipped is None else torch.zeros_like(skipped[live])
+            got = self.above(maps.index_select(1, live), thresholds.index_select(0, live),
+                             None if excluded is None else excluded.index_select(1, live),
+                             values, positions,
+                             None if ceilings is None else ceilings.index_select(0, live), part)
+            if skipped is not None:
+                skipped.index_add_(0, live, part)
+            return got[:1] + (live.index_select(0, got[1]),) + got[2:]
         step = self._image_step(units)
         found: list[tuple[Any, ...]] = []
         for first in range(0, batch, step):
