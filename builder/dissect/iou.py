@@ -263,32 +263,36 @@ class Upsampler:
             cx, rest = flat % cols, flat // cols
             g, rest = rest % groups, rest // groups
             u, bi = rest % units, rest // units
-        # every column of those cells is a candidate segment
+        # every column of those cells is a candidate segment: the ends of a cell's columns
+        # are consecutive in ``ah``, so gather them as a [cells, widest] block (cheaper than
+        # expanding every column first) and keep the columns that can pass
         width = self.out_size[1]
-        length = self.col_length.index_select(0, cx)
-        seg = torch.repeat_interleave(torch.arange(cx.numel(), device=cx.device), length)
-        step = torch.arange(seg.numel(), device=seg.device)
-        x = (self.col0.index_select(0, cx) - (torch.cumsum(length, 0) - length)).index_select(
-            0, seg) + step
-        bi, u, g = bi.index_select(0, seg), u.index_select(0, seg), g.index_select(0, seg)
+        span = int(self.col_length.max())
+        offsets = torch.arange(span, device=cx.device)
+        col0 = self.col0.index_select(0, cx)
         row = (bi * units + u) * self.in_size[0]
         flat_ah = ah.reshape(-1)
-        sa = flat_ah.index_select(0, (row + self.gy0.index_select(0, g)) * width + x)
-        sb = flat_ah.index_select(0, (row + self.gy1.index_select(0, g)) * width + x)
-        thr = thresholds.index_select(0, u)
-        keep = torch.maximum(sa, sb) > low_thr.index_select(0, u)
-        ceil = None
+        last = flat_ah.numel() - 1  # columns past a cell's end are masked out below
+
+        def ends(rows: torch.Tensor) -> torch.Tensor:
+            start = (row + rows.index_select(0, g)) * width + col0
+            return torch.take(flat_ah, (start[:, None] + offsets).clamp_(max=last))
+
+        sa, sb = ends(self.gy0), ends(self.gy1)
+        keep = (offsets < self.col_length.index_select(0, cx)[:, None]) & (
+            torch.maximum(sa, sb) > low_thr.index_select(0, u)[:, None])
         if ceilings is not None:
-            ceil = ceilings.index_select(0, u)
-            below = torch.minimum(sa, sb) < ceil + ceil.abs() * _BOUND_SLACK
+            cell_ceil = ceilings.index_select(0, u)[:, None]
+            below = torch.minimum(sa, sb) < cell_ceil + cell_ceil.abs() * _BOUND_SLACK
             if skipped is not None:
-                whole = (keep & ~below).nonzero()[:, 0]
-                skipped.index_add_(0, u.index_select(0, whole),
-                                   self.length.index_select(0, g.index_select(0, whole)))
+                whole = (keep & ~below).sum(1)  # columns wholly above, per cell
+                skipped.index_add_(0, u, whole * self.length.index_select(0, g))
             keep &= below
-        keep = keep.nonzero()[:, 0]
-        picked = tuple(t.index_select(0, keep) for t in (bi, u, g, x, sa, sb, thr))
-        return picked + (ceil.index_select(0, keep) if ceil is not None else None,)
+        cell, column = keep.nonzero(as_tuple=True)  # by cell, then column: the plan's order
+        picked = (bi.index_select(0, cell), u.index_select(0, cell), g.index_select(0, cell),
+                  col0.index_select(0, cell) + column, sa[cell, column], sb[cell, column])
+        thr = thresholds.index_select(0, picked[1])
+        return picked + (thr, None if ceilings is None else ceilings.index_select(0, picked[1]))
 
     def _segments_above(self, plan: tuple[torch.Tensor, ...], values: bool,
                         positions: bool = True, skipped: torch.Tensor | None = None
