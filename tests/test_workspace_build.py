@@ -112,6 +112,9 @@ def test_gan_stage_builds_caches_and_reruns_on_a_changed_option(tmp_path):
     assert manifest["generators"]["gen"]["weights_sha256"]
     assert manifest["generators"]["gen"]["segmenter"]["fingerprint"].startswith("demo:segmenter")
     assert manifest["generators"]["gen"]["options"]["ablation_counts"] == [0, 2]
+    # the site names the generator's own samples, not their cache path on this machine
+    home = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert "of its own samples" in home and str(tmp_path / "data" / "samples") not in home
     assert _built(build(tmp_path, load_config(tmp_path), progress=False)) == {
         "gan:gen": False, "render": False}
     config.write_text(GAN_BUILD.replace("counts = [0, 2]", "counts = [0, 1, 2]"))

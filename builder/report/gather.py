@@ -274,6 +274,16 @@ class Run:
         return str(_get(self.manifest, "dataset", "spec", default="unknown dataset"))
 
     @property
+    def dataset_label(self) -> str:
+        """What the run probed with, for readers: the spec, or for a generator's own samples
+        their number (their spec is a path on the machine that built the run)."""
+        if self.generated:
+            images = _get(self.manifest, "dataset", "images")
+            count = f"{int(images):,} " if isinstance(images, (int, float)) else ""
+            return f"{count}of its own samples"
+        return self.dataset_spec
+
+    @property
     def dataset_path(self) -> str | None:
         """Where the probe dataset was, as recorded in the manifest."""
         value = _get(self.manifest, "dataset", "path")

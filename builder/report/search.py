@@ -21,7 +21,7 @@ def search_entries(site: Site) -> list[list[Any]]:
         detail = f"{concept.category} · {detectors} detector unit{'s' if detectors != 1 else ''}"
         entries.append(["concept", concept.name, detail, concept.path, concept.category, best.best_iou if best else 0])
     for run in site.runs:
-        entries.append(["run", run.name, f"{run.model_spec} on {run.dataset_spec}", run.page_path, "", 0])
+        entries.append(["run", run.name, f"{run.model_spec} on {run.dataset_label}", run.page_path, "", 0])
         where = f"{run.name} · " if many else ""
         for cls in run.classes:
             entries.append(["class", cls.name, f"{where}ablation in {len(cls.layers)} layer(s)", cls.path, "", 0])
