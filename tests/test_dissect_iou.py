@@ -163,3 +163,30 @@ def test_labels_and_summary():
     summary = summarize_layer(labels, ["object", "part"], np.array([-1, 0, 1, 1]), 0.04)
     assert summary == {"detectors": {"object": 1, "part": 1},
                        "unique_detectors": {"object": 1, "part": 1}}
+
+
+@pytest.mark.parametrize("h,H", [(7, 112), (7, 56), (5, 21), (3, 97)])
+@pytest.mark.parametrize("kind", ["randn", "relu"])
+def test_pixels_left_out_at_a_ceiling_are_counted(h, H, kind):
+    """above() with ceilings gives every pixel between the threshold and the ceiling, and the
+    pixels at or above the ceiling either as values or in ``skipped``, never both."""
+    up = Upsampler((h, h), (H, H))
+    maps = _maps(kind, h)
+    s = up(maps).flatten(2)
+    units = maps.shape[1]
+    thresholds = upper_quantile(s.transpose(0, 1).reshape(units, -1), 0.1)
+    ceilings = upper_quantile(s.transpose(0, 1).reshape(units, -1), 0.03)
+    ceilings[0] = float("inf")  # a unit without a ceiling: everything given
+    skipped = torch.zeros(units, dtype=torch.int64)
+    _, u, _, v = up.above(maps, thresholds, values=True, positions=False, ceilings=ceilings,
+                          skipped=skipped)
+    for k in range(units):
+        values, given = s[:, k].reshape(-1), v[u == k]
+        assert bool((given > thresholds[k]).all())
+        inside = (values > thresholds[k]) & (values < ceilings[k])
+        assert int((given < ceilings[k]).sum()) == int(inside.sum())
+        assert int((given >= ceilings[k]).sum()) + int(skipped[k]) == \
+            int((values >= ceilings[k]).sum())
+    assert skipped[0] == 0
+    if H // h >= 8:  # long segments: most pixels above the ceiling are counted, not given
+        assert int(skipped[1:].sum()) > 0
