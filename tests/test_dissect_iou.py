@@ -167,9 +167,11 @@ def test_labels_and_summary():
 
 @pytest.mark.parametrize("h,H", [(7, 112), (7, 56), (5, 21), (3, 97)])
 @pytest.mark.parametrize("kind", ["randn", "relu"])
-def test_pixels_left_out_at_a_ceiling_are_counted(h, H, kind):
+@pytest.mark.parametrize("path", [0.0, float("inf")])  # dense, segments
+def test_pixels_left_out_at_a_ceiling_are_counted(monkeypatch, h, H, kind, path):
     """above() with ceilings gives every pixel between the threshold and the ceiling, and the
     pixels at or above the ceiling either as values or in ``skipped``, never both."""
+    monkeypatch.setattr(iou_mod, "SPARSE_FRACTION", path)
     up = Upsampler((h, h), (H, H))
     maps = _maps(kind, h)
     s = up(maps).flatten(2)
@@ -188,5 +190,5 @@ def test_pixels_left_out_at_a_ceiling_are_counted(h, H, kind):
         assert int((given >= ceilings[k]).sum()) + int(skipped[k]) == \
             int((values >= ceilings[k]).sum())
     assert skipped[0] == 0
-    if H // h >= 8:  # long segments: most pixels above the ceiling are counted, not given
+    if path and H // h >= 8:  # long segments: most pixels above the ceiling are only counted
         assert int(skipped[1:].sum()) > 0
