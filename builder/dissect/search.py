@@ -88,12 +88,21 @@ class ThresholdSearch:
                  device: str | torch.device = "cpu") -> None:
         self.units, self.quantile, self.up = units, quantile, upsampler
         self.device = torch.device(device)
-        # pixels behind each cell bound: most cells have the same area, so the histograms
-        # count them unweighted and correct the others with a small weighted count
-        area = upsampler.bound_area.to(self.device, torch.float64)
+        # the weight of each entry of a batch's cell bounds (low, high: the pixels behind the
+        # cell; each quarter-point sample: a quarter of them), fixed for the run. Most cells
+        # have the same area: where they are most of the entries, the histograms count them
+        # unweighted and correct the others with a small weighted count
+        area = upsampler.bound_area.to(upsampler.device, torch.float64)
+        share = torch.tensor([1.0, 1.0] + [0.25] * 4, dtype=torch.float64, device=area.device)
         self.area = area.mode().values if area.numel() else area.new_zeros(())
-        self.odd_cells = (area != self.area).nonzero()[:, 0].to(upsampler.device)
-        self.odd_area = (area - self.area).index_select(0, self.odd_cells.to(self.device))
+        odd = (area != self.area).nonzero()[:, 0]
+        self.bound_weights = (share[:, None] * area).reshape(-1)  # [6 * cells]
+        self.common_weights = (share * self.area).to(self.device)  # per entry kind
+        # the entries whose area is not the common one, and their difference
+        self.odd_entries = (odd + area.numel() * torch.arange(6, device=area.device)[:, None]
+                            ).reshape(-1)
+        self.odd_weights = (share[:, None] * (area[odd] - self.area)).reshape(-1)
+        self.few_odd = odd.numel() * 4 <= area.numel()
         z = lambda *s, dtype=torch.int64: torch.zeros(s, dtype=dtype, device=self.device)  # noqa: E731
         self.low_hist = torch.zeros(units * _COARSE_BINS, dtype=torch.float64, device=self.device)
         self.high_hist = torch.zeros_like(self.low_hist)
@@ -132,29 +141,23 @@ class ThresholdSearch:
         span = units * _COARSE_BINS
         offset = (torch.arange(units, device=maps.device, dtype=torch.int32) * _COARSE_BINS
                   + _COARSE_BINS // 2)[None, :, None]
-        parts = [(float_keys(b, torch.int32) >> _COARSE_SHIFT) + (offset + span * min(i, 2))
-                 for i, b in enumerate(bounds)]
-        bins = torch.cat(parts, 2)
-        share = torch.tensor([1.0, 1.0, 0.25], dtype=torch.float64, device=self.device)
-        cells = bounds[0].shape[2]
-        if self.odd_cells.numel() * 4 > cells:
-            # few cells, many at the edge (deep layers): weigh every one
-            area = self.area + torch.zeros(cells, dtype=torch.float64, device=self.device)
-            area.index_add_(0, self.odd_cells.to(self.device), self.odd_area)
-            weights = torch.cat([area * share[min(i, 2)] for i in range(len(parts))])
-            hist = torch.bincount(bins.reshape(-1),
-                                  weights.to(bins.device).expand(batch, units, -1).reshape(-1),
-                                  3 * span).to(self.device).view(3, span)
-        else:
+        bins = torch.cat([(float_keys(b, torch.int32) >> _COARSE_SHIFT)
+                          + (offset + span * min(i, 2)) for i, b in enumerate(bounds)], 2)
+
+        def weighted(entries: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+            weights = weights.to(entries.device).expand(batch, units, -1).reshape(-1)
+            return torch.bincount(entries.reshape(-1), weights, 3 * span).to(self.device) \
+                .view(3, span)
+
+        if self.few_odd:
             # most cells have the common area: count unweighted, then add the difference of
             # the others, weighted
             counts = torch.bincount(bins.reshape(-1), minlength=3 * span).to(self.device)
-            hist = counts.view(3, span) * (self.area * share)[:, None]
-            odd = torch.cat([self.odd_cells + i * cells for i in range(len(parts))])
-            weights = torch.cat([self.odd_area * share[min(i, 2)] for i in range(len(parts))])
-            hist += torch.bincount(bins.index_select(2, odd.to(bins.device)).reshape(-1),
-                                   weights.to(bins.device).expand(batch, units, -1).reshape(-1),
-                                   3 * span).to(self.device).view(3, span)
+            hist = counts.view(3, span) * self.common_weights[[0, 1, 2], None]
+            hist += weighted(bins.index_select(2, self.odd_entries.to(bins.device)),
+                             self.odd_weights)
+        else:  # few cells, many at the edge (deep layers): weigh every one
+            hist = weighted(bins, self.bound_weights)
         self.low_hist += hist[0]
         self.high_hist += hist[1]
         self.mean_hist += hist[2]
