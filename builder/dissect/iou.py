@@ -28,6 +28,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from . import kernels
+
 __all__ = ["IoUCounts", "Upsampler", "dedupe_image_labels", "dedupe_labels", "label_units",
            "summarize_layer"]
 
@@ -110,10 +112,6 @@ class Upsampler:
 
         self.y0, self.y1, self.wy0, self.wy1 = t(ay["i0"]), t(ay["i1"]), t(ay["w0"]), t(ay["w1"])
         self.x0, self.x1, self.wx0, self.wx1 = t(ax["i0"]), t(ax["i1"]), t(ax["w0"]), t(ax["w1"])
-        matrix = np.zeros((W, w), dtype=np.float32)  # the horizontal pass as a GEMM
-        np.add.at(matrix, (np.arange(W), ax["i0"]), ax["w0"])
-        np.add.at(matrix, (np.arange(W), ax["i1"]), ax["w1"])
-        self.wx = t(matrix)
         rows = gy["members"]  # [G, bh]: output rows of each group (consecutive), padded
         self.groups, self.seg_len = rows.shape
         self.row0 = t(gy["start"])  # first output row of each group
@@ -136,13 +134,11 @@ class Upsampler:
     def horizontal(self, maps: torch.Tensor) -> torch.Tensor:
         """The horizontal pass: [B, U, h, w] -> [B, U, h, W].
 
-        Any deterministic computation works here, as both paths share its result; on the CPU
-        a GEMM is several times faster than gathers. Elsewhere the gathers avoid TF32 GEMMs.
+        Two products and a sum per value, in float32, as the compiled kernels compute it (so
+        every path gives the same bits, on every device; a GEMM would round differently).
         """
         if self.identity:
             return maps
-        if maps.device.type == "cpu":
-            return torch.nn.functional.linear(maps, self.wx)
         left = torch.index_select(maps, -1, self.x0).mul_(self.wx0)
         return left.add_(torch.index_select(maps, -1, self.x1).mul_(self.wx1))
 
@@ -623,6 +619,21 @@ class IoUCounts:
         self.pixels = z(units)  # pixels counted (non-finite ones excluded)
         self.images = z(1)
 
+    def add_maps(self, up: Upsampler, maps: torch.Tensor, thresholds: torch.Tensor,
+                 labels: torch.Tensor, image_labels: torch.Tensor, has_category: torch.Tensor,
+                 excluded: torch.Tensor | None = None) -> None:
+        """Count one batch of a layer's maps [B, U, h, w] against thresholds [U], upsampled
+        by ``up`` (the compiled kernel on the CPU, else ``up.above``); the rest as ``add``."""
+        if kernels.enabled(maps, up, excluded):
+            hits, per_image = kernels.mask_counts(up, maps, thresholds, labels,
+                                                  self.num_columns, _BOUND_SLACK)
+            self.intersection += hits.to(self.device)
+            self._add_images(per_image.to(self.device), labels, image_labels, has_category)
+            return
+        b, u, pixel = up.above(maps, thresholds, excluded)
+        self.add(b, u, pixel, labels, image_labels, has_category,
+                 None if excluded is None else excluded.sum((0, 2)))
+
     def add(self, b: torch.Tensor, u: torch.Tensor, pixel: torch.Tensor, labels: torch.Tensor,
             image_labels: torch.Tensor, has_category: torch.Tensor,
             excluded: torch.Tensor | None = None) -> None:
@@ -640,6 +651,14 @@ class IoUCounts:
             for layer in range(labels.shape[1]):  # label 0 lands in column 0, ignored
                 hit = flat_labels.index_select(0, where + layer * pixels).long()
                 self.intersection.view(-1).index_add_(0, row + hit, one)
+        self._add_images(per_image, labels, image_labels, has_category, excluded)
+
+    def _add_images(self, per_image: torch.Tensor, labels: torch.Tensor,
+                    image_labels: torch.Tensor, has_category: torch.Tensor,
+                    excluded: torch.Tensor | None = None) -> None:
+        """The terms of ``add`` that need only the mask pixels per image and unit [B, U]."""
+        batch, _, pixels = labels.shape
+        n = self.num_columns
         rows, slots = image_labels.nonzero(as_tuple=True)
         if rows.numel():
             concepts = image_labels[rows, slots].long()

@@ -276,13 +276,7 @@ class _LayerWork:
             else:
                 self._feed(self.tail, self.qup, maps, bad, payload.indices)
         elif stage == _SEARCH:
-            floor = self.search.sweep_thresholds()
-            skipped = torch.zeros(maps.shape[1], dtype=torch.int64, device=maps.device)
-            _, u, _, values = self.qup.above(maps, floor, excluded, values=True,
-                                             positions=False,
-                                             ceilings=self.search.sweep_ceilings(),
-                                             skipped=skipped)
-            self.search.add_values(u, values, skipped)
+            self.search.add_maps(maps, excluded)
         elif stage == _COUNT:
             self._count(maps, bad, payload)
 
@@ -319,9 +313,8 @@ class _LayerWork:
         """Count IoU terms, top-k images and the histogram with the fixed thresholds."""
         assert self.thresholds is not None and self.iou and self.topk and self.hist
         excluded = None if bad is None else self.up(bad.float()).flatten(2) > 0
-        b, u, pixel = self.up.above(maps, self.thresholds, excluded)
-        self.iou.add(b, u, pixel, payload.labels, payload.image_labels, payload.has_category,
-                     None if excluded is None else excluded.sum((0, 2)))
+        self.iou.add_maps(self.up, maps, self.thresholds, payload.labels, payload.image_labels,
+                          payload.has_category, excluded)
         scores = maps if bad is None else maps.masked_fill(bad, float("-inf"))
         self.topk.add(scores.amax((2, 3)), payload.indices, maps)
         self.hist.add(maps, bad)

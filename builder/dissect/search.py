@@ -40,7 +40,8 @@ from typing import Any
 
 import torch
 
-from .iou import Upsampler
+from . import kernels
+from .iou import _BOUND_SLACK, Upsampler
 
 __all__ = ["ThresholdSearch", "float_keys", "key_floats"]
 
@@ -271,6 +272,28 @@ class ThresholdSearch:
         # smallest positive float there
         ceiling = key_floats(torch.where(hi == 0, torch.ones_like(hi), hi))
         return torch.where(known, ceiling, torch.full_like(ceiling, float("inf")))
+
+    def add_maps(self, maps: torch.Tensor, excluded: torch.Tensor | None = None) -> None:
+        """Count one batch of a sweep from the layer's maps [B, U, h, w] (``excluded``
+        [B, U, H*W] the pixels left out, or None): the compiled kernel on the CPU, else
+        ``Upsampler.above`` and ``add_values``; both give the same counts."""
+        floor, ceilings = self.sweep_thresholds(), self.sweep_ceilings()
+        if not kernels.enabled(maps, self.up, excluded):
+            skipped = torch.zeros(maps.shape[1], dtype=torch.int64, device=maps.device)
+            _, u, _, values = self.up.above(maps, floor, excluded, values=True, positions=False,
+                                            ceilings=ceilings, skipped=skipped)
+            self.add_values(u, values, skipped)
+            return
+        # the same counts as ``add_values``: a unit's second target only where it does not
+        # share the first one's interval; values at or above hi counted unless known already
+        active = ~self.done
+        active[:, 1:] &= ~self.shared[:, None]
+        hist, over, skipped = kernels.sweep_counts(
+            self.up, maps, floor, ceilings, self.lo, self.hi, self.shift, active,
+            ~self.above_known, _BINS, _BOUND_SLACK)
+        self.hist += hist.view(-1).to(self.device)
+        self.above += over.to(self.device)
+        self.above += torch.where(self.counting, skipped.to(self.device)[:, None], 0)
 
     def add_values(self, u: torch.Tensor, values: torch.Tensor,
                    skipped: torch.Tensor | None = None) -> None:

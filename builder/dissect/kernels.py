@@ -1,0 +1,187 @@
+"""Compiled CPU kernels (numba) for the two hot loops of a dissection: one sweep of the
+threshold search, and the IoU count, each over the upsampled pixels that can pass a unit's
+threshold.
+
+The PyTorch path (``Upsampler.above`` and friends) runs these loops as chains of vectorised
+operations, each a pass over tens of millions of values; on a CPU that costs several times a
+forward pass. Here one loop per unit does all of it while the values are in registers. Every
+value is computed with exactly the float32 operations of the PyTorch path (``a * w0 + b * w1``
+on the horizontal pass's output, no fused multiply-add), so both give the same bits and the
+same counts, which the tests check. The PyTorch path stays the one for GPUs, for batches with
+non-finite activations, and where numba is not installed.
+
+Units are spread over threads (``prange``): each thread writes only its units' rows of the
+outputs, so no two threads touch the same count.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["enabled", "sweep_counts", "mask_counts"]
+
+#: Off with UNITDISSECT_KERNELS=0 (the PyTorch path everywhere; tests compare the two).
+ENABLED = os.environ.get("UNITDISSECT_KERNELS", "1") != "0"
+
+
+def enabled(maps: torch.Tensor, up: Any, excluded: torch.Tensor | None) -> bool:
+    """Whether the kernels can serve this batch: on the CPU, numba present, finite maps,
+    and a real upsampling (the identity keeps -0.0 apart from +0.0, which a blend would not)."""
+    return (ENABLED and maps.device.type == "cpu" and excluded is None and not up.identity
+            and _HAVE_NUMBA)
+
+
+#: numba is a dependency; without it (an unusual platform) the PyTorch path runs.
+_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+
+
+@functools.cache
+def _compiled() -> tuple[Any, Any]:
+    """The two kernels, compiled on first use (numba caches the machine code on disk)."""
+    import numba
+
+    jit = numba.njit(parallel=True, cache=True, nogil=True)
+
+    @jit
+    def _sweep(maps, geometry, floor, low, ceiling, high, lo, hi, shift, active, count_over,
+               hist, over, skipped):  # pragma: no cover - compiled
+        gy0, gy1, row0, length, w0, w1, gx0, gx1, col0, col_len, wx0, wx1 = geometry
+        batch, units = maps.shape[:2]
+        targets = lo.shape[1]
+        for u in numba.prange(units):
+            fl, lw, ce, cw = floor[u], low[u], ceiling[u], high[u]
+            buf = np.empty(w0.shape[1], np.float32)
+            keys = buf.view(np.int32)  # the bits of the values, for their keys
+            for b in range(batch):
+                m = maps[b, u]
+                for g in range(gy0.size):
+                    r0, r1, n = gy0[g], gy1[g], length[g]
+                    for k in range(gx0.size):
+                        # a cell's values lie between its corners (up to rounding: the slack)
+                        p00, p01, p10, p11 = m[r0, gx0[k]], m[r0, gx1[k]], m[r1, gx0[k]], m[r1, gx1[k]]
+                        if not max(max(p00, p01), max(p10, p11)) > lw:
+                            continue
+                        if min(min(p00, p01), min(p10, p11)) > cw:
+                            skipped[u] += n * col_len[k]  # all at or above the ceiling
+                            continue
+                        for x in range(col0[k], col0[k] + col_len[k]):
+                            a = p00 * wx0[x] + p01 * wx1[x]  # the horizontal pass
+                            c = p10 * wx0[x] + p11 * wx1[x]
+                            if not max(a, c) > lw:
+                                continue
+                            if min(a, c) > cw:
+                                skipped[u] += n
+                                continue
+                            for r in range(n):
+                                buf[r] = a * w0[g, r] + c * w1[g, r]
+                            for r in range(n):
+                                v = buf[r]
+                                if not v > fl:
+                                    continue
+                                if v >= ce:
+                                    skipped[u] += 1
+                                    continue
+                                bits = np.int64(keys[r])
+                                key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+                                for t in range(targets):
+                                    if not active[u, t] or key < lo[u, t]:
+                                        continue
+                                    if key >= hi[u, t]:
+                                        if count_over[u, t]:
+                                            over[u, t] += 1
+                                        continue
+                                    hist[u, t, (key - lo[u, t]) >> shift[u, t]] += 1
+
+    @jit
+    def _count(maps, geometry, thr, low, labels, out_width, intersection,
+               per_image):  # pragma: no cover - compiled
+        gy0, gy1, row0, length, w0, w1, gx0, gx1, col0, col_len, wx0, wx1 = geometry
+        batch, units = maps.shape[:2]
+        layers = labels.shape[1]
+        for u in numba.prange(units):
+            t, lw = thr[u], low[u]
+            for b in range(batch):
+                m = maps[b, u]
+                inside = 0
+                for g in range(gy0.size):
+                    r0, r1, n, row = gy0[g], gy1[g], length[g], row0[g]
+                    for k in range(gx0.size):
+                        p00, p01, p10, p11 = m[r0, gx0[k]], m[r0, gx1[k]], m[r1, gx0[k]], m[r1, gx1[k]]
+                        if not max(max(p00, p01), max(p10, p11)) > lw:
+                            continue
+                        for x in range(col0[k], col0[k] + col_len[k]):
+                            a = p00 * wx0[x] + p01 * wx1[x]
+                            c = p10 * wx0[x] + p11 * wx1[x]
+                            if not max(a, c) > lw:
+                                continue
+                            for r in range(n):
+                                if a * w0[g, r] + c * w1[g, r] > t:
+                                    inside += 1
+                                    p = (row + r) * out_width + x
+                                    for layer in range(layers):
+                                        intersection[u, labels[b, layer, p]] += 1
+                per_image[b, u] = inside
+
+    return _sweep, _count
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _geometry(up: Any) -> tuple[np.ndarray, ...]:
+    """The upsampler's row groups, their blend weights, and its column groups and weights."""
+    return tuple(_np(t) for t in (up.gy0, up.gy1, up.row0, up.length, up.seg_w0, up.seg_w1,
+                                  up.gx0, up.gx1, up.col0, up.col_length, up.wx0, up.wx1))
+
+
+def _low(thresholds: torch.Tensor, slack: float) -> np.ndarray:
+    """The value a segment's higher end must exceed to hold a pixel above the threshold:
+    the threshold less the rounding slack (the PyTorch path's ``low_thr``)."""
+    return _np(thresholds - thresholds.abs() * slack)
+
+
+def _high(ceilings: torch.Tensor, slack: float) -> np.ndarray:
+    """The value a segment's lower end must exceed for all its pixels to be at or above the
+    ceiling: the ceiling plus the rounding slack."""
+    return _np(ceilings + ceilings.abs() * slack)
+
+
+def sweep_counts(up: Any, maps: torch.Tensor, floor: torch.Tensor, ceiling: torch.Tensor,
+                 lo: torch.Tensor, hi: torch.Tensor, shift: torch.Tensor, active: torch.Tensor,
+                 count_over: torch.Tensor, bins: int, slack: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch of a threshold sweep: per unit and target, the histogram [U, T, bins] of the
+    keys of pixels with floor < S < ceiling inside [lo, hi) (bin ``(key - lo) >> shift``),
+    the pixels at or above hi [U, T] (where ``count_over``), and per unit the pixels at or
+    above the ceiling [U]. ``active`` [U, T] says which targets count at all."""
+    units, targets = lo.shape
+    hist = np.zeros((units, targets, bins), np.int64)
+    over = np.zeros((units, targets), np.int64)
+    skipped = np.zeros(units, np.int64)
+    floor, ceiling = floor.float(), ceiling.float()
+    _compiled()[0](_np(maps.float()), _geometry(up), _np(floor), _low(floor, slack),
+                   _np(ceiling), _high(ceiling, slack), _np(lo.long()), _np(hi.long()),
+                   _np(shift.long()), _np(active), _np(count_over), hist, over, skipped)
+    return torch.from_numpy(hist), torch.from_numpy(over), torch.from_numpy(skipped)
+
+
+def mask_counts(up: Any, maps: torch.Tensor, thresholds: torch.Tensor, labels: torch.Tensor,
+                num_columns: int, slack: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pixels of each unit's mask S > T in one batch: per unit and concept, how many of
+    them carry the concept in any label layer (``labels`` [B, L, P], 0 = none; int64
+    [U, num_columns], column 0 meaningless), and per image and unit how many there are
+    (int64 [B, U])."""
+    batch, units = maps.shape[:2]
+    intersection = np.zeros((units, num_columns), np.int64)
+    per_image = np.zeros((batch, units), np.int64)
+    thresholds = thresholds.float()
+    _compiled()[1](_np(maps.float()), _geometry(up), _np(thresholds), _low(thresholds, slack),
+                   _np(labels.to(torch.int32)), up.out_size[1], intersection, per_image)
+    return torch.from_numpy(intersection), torch.from_numpy(per_image)
