@@ -10,11 +10,12 @@ from builder.dissect.search import ThresholdSearch, float_keys, key_floats
 
 def _search(maps: torch.Tensor, out: tuple[int, int], q: float, parts: int = 1,
             excluded: torch.Tensor | None = None, ceilings: bool = True,
-            tamper=None) -> ThresholdSearch:
+            tamper=None, kernel: bool = False) -> ThresholdSearch:
     """Run the search over ``maps`` in batches of 7, optionally split over ``parts`` merged
     searches per stage, with the sweeps' ceilings (values left out and counted) as the
-    runner does, or without (every value above the floor given); ``tamper(search)`` may
-    change the search after ``start``."""
+    runner does, or without (every value above the floor given), or (``kernel``) by
+    ``add_maps`` as the runner does (the compiled kernel, where it applies);
+    ``tamper(search)`` may change the search after ``start``."""
     up = Upsampler(maps.shape[2:], out)
     searches = [ThresholdSearch(maps.shape[1], q, up) for _ in range(parts)]
     batches = list(range(0, maps.shape[0], 7))
@@ -49,6 +50,9 @@ def _search(maps: torch.Tensor, out: tuple[int, int], q: float, parts: int = 1,
         floor = search.sweep_thresholds()
         for i, b in enumerate(batches):
             ex = None if excluded is None else excluded[b:b + 7]
+            if kernel:
+                part_of(i).add_maps(maps[b:b + 7], ex)
+                continue
             skipped = torch.zeros(maps.shape[1], dtype=torch.int64) if ceilings else None
             _, u, _, v = up.above(maps[b:b + 7], floor, ex, values=True, skipped=skipped,
                                   ceilings=search.sweep_ceilings() if ceilings else None)
@@ -79,10 +83,10 @@ def test_keys_order_floats_and_invert():
     assert float_keys(torch.tensor(-0.0)) + 1 == float_keys(torch.tensor(0.0))
 
 
-@pytest.mark.parametrize("ceilings", [True, False])
+@pytest.mark.parametrize("sweep", ["kernel", "ceilings", "no ceilings"])
 @pytest.mark.parametrize("case", ["signed", "relu", "sparse-relu", "identity", "odd-sizes",
                                   "plateaus"])
-def test_search_equals_numpy_quantile(case, ceilings):
+def test_search_equals_numpy_quantile(case, sweep):
     torch.manual_seed(1)
     maps, out, q = {
         "signed": (torch.randn(40, 16, 7, 7), (56, 56), 0.005),
@@ -92,13 +96,14 @@ def test_search_equals_numpy_quantile(case, ceilings):
         "odd-sizes": (torch.randn(30, 8, 5, 9), (37, 23), 0.2),
         "plateaus": (torch.randint(0, 3, (30, 8, 6, 6)).float(), (48, 48), 0.05),
     }[case]
-    search = _search(maps, out, q, ceilings=ceilings)
+    search = _search(maps, out, q, ceilings=sweep == "ceilings", kernel=sweep == "kernel")
     assert search.inexact == 0 and search.rounds <= 4
     np.testing.assert_array_equal(search.thresholds().numpy(), _numpy_quantile(maps, out, q))
 
 
+@pytest.mark.parametrize("kernel", [False, True])
 @pytest.mark.parametrize("guess", ["ceiling too low", "floor too high"])
-def test_wrong_guesses_are_recovered(guess):
+def test_wrong_guesses_are_recovered(guess, kernel):
     """The first sweep's interval is a guess from a sample; where the order statistics lie
     outside it, later sweeps search the guaranteed bracket and still find them exactly."""
     torch.manual_seed(4)
@@ -113,7 +118,7 @@ def test_wrong_guesses_are_recovered(guess):
             search.hi = torch.maximum(search.hi, search.lo + 1)
         search._set_shift()
 
-    search = _search(maps, (56, 56), 0.01, tamper=tamper)
+    search = _search(maps, (56, 56), 0.01, tamper=tamper, kernel=kernel)
     assert search.inexact == 0
     np.testing.assert_array_equal(search.thresholds().numpy(),
                                   _numpy_quantile(maps, (56, 56), 0.01))
@@ -126,11 +131,12 @@ def test_dead_unit_and_all_zero_thresholds():
     np.testing.assert_array_equal(search.thresholds().numpy(), [0.0, 2.5, 0.0])
 
 
-def test_merged_parts_give_the_same_thresholds():
+@pytest.mark.parametrize("kernel", [False, True])
+def test_merged_parts_give_the_same_thresholds(kernel):
     torch.manual_seed(2)
     maps = torch.randn(42, 12, 7, 7).clamp(min=-0.5)
-    whole = _search(maps, (56, 56), 0.01).thresholds()
-    split = _search(maps, (56, 56), 0.01, parts=3).thresholds()
+    whole = _search(maps, (56, 56), 0.01, kernel=kernel).thresholds()
+    split = _search(maps, (56, 56), 0.01, parts=3, kernel=kernel).thresholds()
     assert torch.equal(whole, split)
 
 

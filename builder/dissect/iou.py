@@ -179,11 +179,12 @@ class Upsampler:
 
         def quarters(top: torch.Tensor, bottom: torch.Tensor, left, right
                      ) -> tuple[torch.Tensor, ...]:
-            # rows at 1/4 and 3/4 of the cell, then columns at 1/4 and 3/4 (one lerp each)
+            # rows at 1/4 and 3/4 of the cell, then columns at 1/4 and 3/4: two products and
+            # a sum each, in float32, as the compiled kernel computes them
             samples: list[torch.Tensor] = []
-            for row in (torch.lerp(top, bottom, 0.25), torch.lerp(top, bottom, 0.75)):
+            for row in (top * 0.75 + bottom * 0.25, top * 0.25 + bottom * 0.75):
                 a, b = left(row), right(row)
-                samples += [torch.lerp(a, b, 0.25).flatten(2), torch.lerp(a, b, 0.75).flatten(2)]
+                samples += [(a * 0.75 + b * 0.25).flatten(2), (a * 0.25 + b * 0.75).flatten(2)]
             return tuple(samples)
 
         if self._cell_rows is not None and self._cell_cols is not None:
@@ -192,14 +193,15 @@ class Upsampler:
             padded = torch.nn.functional.pad(maps, (1, 1, 1, 1), mode="replicate")
             a, b = padded[:, :, :-1], padded[:, :, 1:]
             rmin, rmax = torch.minimum(a, b), torch.maximum(a, b)
-            return ((torch.minimum(rmin[..., :-1], rmin[..., 1:]).flatten(2),
-                     torch.maximum(rmax[..., :-1], rmax[..., 1:]).flatten(2))
+            # (+ 0.0 turns -0.0 into +0.0: which zero minimum and maximum return varies)
+            return ((torch.minimum(rmin[..., :-1], rmin[..., 1:]).flatten(2) + 0.0,
+                     torch.maximum(rmax[..., :-1], rmax[..., 1:]).flatten(2) + 0.0)
                     + quarters(a, b, lambda r: r[..., :-1], lambda r: r[..., 1:]))
 
         def corners(op):
             rows = op(torch.index_select(maps, 2, self.gy0), torch.index_select(maps, 2, self.gy1))
             return op(torch.index_select(rows, 3, self.gx0),
-                      torch.index_select(rows, 3, self.gx1)).flatten(2)
+                      torch.index_select(rows, 3, self.gx1)).flatten(2) + 0.0
 
         inside = quarters(torch.index_select(maps, 2, self.gy0),
                           torch.index_select(maps, 2, self.gy1),

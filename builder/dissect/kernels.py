@@ -1,6 +1,6 @@
-"""Compiled CPU kernels (numba) for the two hot loops of a dissection: one sweep of the
-threshold search, and the IoU count, each over the upsampled pixels that can pass a unit's
-threshold.
+"""Compiled CPU kernels (numba) for the hot loops of a dissection: the cell bounds of the
+threshold search's pass 1, one sweep of the search, and the IoU count, the last two over the
+upsampled pixels that can pass a unit's threshold.
 
 The PyTorch path (``Upsampler.above`` and friends) runs these loops as chains of vectorised
 operations, each a pass over tens of millions of values; on a CPU that costs several times a
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["enabled", "sweep_counts", "mask_counts"]
+__all__ = ["bound_counts", "enabled", "mask_counts", "sweep_counts"]
 
 #: Off with UNITDISSECT_KERNELS=0 (the PyTorch path everywhere; tests compare the two).
 ENABLED = os.environ.get("UNITDISSECT_KERNELS", "1") != "0"
@@ -42,11 +42,45 @@ _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 
 @functools.cache
-def _compiled() -> tuple[Any, Any]:
-    """The two kernels, compiled on first use (numba caches the machine code on disk)."""
+def _compiled() -> tuple[Any, Any, Any]:
+    """The kernels, compiled on first use (numba caches the machine code on disk)."""
     import numba
 
     jit = numba.njit(parallel=True, cache=True, nogil=True)
+
+    @jit
+    def _bounds(maps, geometry, shift, half, low_hist, high_hist, sample_hist
+                ):  # pragma: no cover - compiled
+        gy0, gy1, row0, length, w0, w1, gx0, gx1, col0, col_len, wx0, wx1 = geometry
+        batch, units = maps.shape[:2]
+        q1, q3, zero = np.float32(0.25), np.float32(0.75), np.float32(0.0)
+        for u in numba.prange(units):
+            buf = np.empty(6, np.float32)
+            keys = buf.view(np.int32)
+            for b in range(batch):
+                m = maps[b, u]
+                for g in range(gy0.size):
+                    r0, r1 = gy0[g], gy1[g]
+                    for k in range(gx0.size):
+                        p00, p01, p10, p11 = m[r0, gx0[k]], m[r0, gx1[k]], m[r1, gx0[k]], m[r1, gx1[k]]
+                        # (+ 0.0: -0.0 becomes +0.0, as on the PyTorch path)
+                        buf[0] = min(min(p00, p01), min(p10, p11)) + zero
+                        buf[1] = max(max(p00, p01), max(p10, p11)) + zero
+                        # the cell's surface at its four quarter points
+                        top_l, top_r = p00 * q3 + p10 * q1, p01 * q3 + p11 * q1
+                        bot_l, bot_r = p00 * q1 + p10 * q3, p01 * q1 + p11 * q3
+                        buf[2], buf[3] = top_l * q3 + top_r * q1, top_l * q1 + top_r * q3
+                        buf[4], buf[5] = bot_l * q3 + bot_r * q1, bot_l * q1 + bot_r * q3
+                        area = np.float64(length[g] * col_len[k])
+                        for i in range(6):
+                            bits = np.int64(keys[i])
+                            coarse = ((bits ^ ((bits >> 31) & 0x7FFFFFFF)) >> shift) + half
+                            if i == 0:
+                                low_hist[u, coarse] += area
+                            elif i == 1:
+                                high_hist[u, coarse] += area
+                            else:
+                                sample_hist[u, coarse] += area * 0.25
 
     @jit
     def _sweep(maps, geometry, floor, low, ceiling, high, lo, hi, shift, active, count_over,
@@ -128,7 +162,7 @@ def _compiled() -> tuple[Any, Any]:
                                         intersection[u, labels[b, layer, p]] += 1
                 per_image[b, u] = inside
 
-    return _sweep, _count
+    return _bounds, _sweep, _count
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -153,6 +187,18 @@ def _high(ceilings: torch.Tensor, slack: float) -> np.ndarray:
     return _np(ceilings + ceilings.abs() * slack)
 
 
+def bound_counts(up: Any, maps: torch.Tensor, shift: int, bins: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pass 1 of the threshold search for one batch: per unit, histograms over ``bins``
+    coarse bins (a key's top bits: ``key >> shift``, centred) of each cell's lowest corner,
+    highest corner and four quarter-point samples, weighted by the pixels each stands for
+    (float64 [U, bins] each; the same counts as ``Upsampler.cell_bounds`` gives)."""
+    units = maps.shape[1]
+    hists = tuple(np.zeros((units, bins), np.float64) for _ in range(3))
+    _compiled()[0](_np(maps.float()), _geometry(up), shift, bins // 2, *hists)
+    return tuple(torch.from_numpy(h) for h in hists)
+
+
 def sweep_counts(up: Any, maps: torch.Tensor, floor: torch.Tensor, ceiling: torch.Tensor,
                  lo: torch.Tensor, hi: torch.Tensor, shift: torch.Tensor, active: torch.Tensor,
                  count_over: torch.Tensor, bins: int, slack: float
@@ -166,7 +212,7 @@ def sweep_counts(up: Any, maps: torch.Tensor, floor: torch.Tensor, ceiling: torc
     over = np.zeros((units, targets), np.int64)
     skipped = np.zeros(units, np.int64)
     floor, ceiling = floor.float(), ceiling.float()
-    _compiled()[0](_np(maps.float()), _geometry(up), _np(floor), _low(floor, slack),
+    _compiled()[1](_np(maps.float()), _geometry(up), _np(floor), _low(floor, slack),
                    _np(ceiling), _high(ceiling, slack), _np(lo.long()), _np(hi.long()),
                    _np(shift.long()), _np(active), _np(count_over), hist, over, skipped)
     return torch.from_numpy(hist), torch.from_numpy(over), torch.from_numpy(skipped)
@@ -182,6 +228,6 @@ def mask_counts(up: Any, maps: torch.Tensor, thresholds: torch.Tensor, labels: t
     intersection = np.zeros((units, num_columns), np.int64)
     per_image = np.zeros((batch, units), np.int64)
     thresholds = thresholds.float()
-    _compiled()[1](_np(maps.float()), _geometry(up), _np(thresholds), _low(thresholds, slack),
+    _compiled()[2](_np(maps.float()), _geometry(up), _np(thresholds), _low(thresholds, slack),
                    _np(labels.to(torch.int32)), up.out_size[1], intersection, per_image)
     return torch.from_numpy(intersection), torch.from_numpy(per_image)

@@ -136,6 +136,17 @@ class ThresholdSearch:
         """Count one batch's cell bounds; ``maps`` [B, U, h, w] finite, ``excluded``
         [B, U, H*W] the pixels left out (or None)."""
         batch, units = maps.shape[:2]
+        self.nonnegative &= (maps.amin((0, 2, 3)) >= 0).to(self.device)
+        self.images += batch
+        if excluded is not None:
+            self.excluded += excluded.sum((0, 2)).to(self.device, torch.int64)
+        if kernels.enabled(maps, self.up, excluded):
+            low, high, sample = (h.view(-1).to(self.device) for h in
+                                 kernels.bound_counts(self.up, maps, _COARSE_SHIFT, _COARSE_BINS))
+            self.low_hist += low
+            self.high_hist += high
+            self.mean_hist += sample
+            return
         bounds = self.up.cell_bounds(maps)  # low, high, then the 4 quarter-point samples
         # int32 keys and bins (the coarse bin is the key's top 12 bits): half the memory
         # traffic; one bincount for the three histograms (low, high, sample)
@@ -162,10 +173,6 @@ class ThresholdSearch:
         self.low_hist += hist[0]
         self.high_hist += hist[1]
         self.mean_hist += hist[2]
-        self.nonnegative &= (maps.amin((0, 2, 3)) >= 0).to(self.device)
-        if excluded is not None:
-            self.excluded += excluded.sum((0, 2)).to(self.device, torch.int64)
-        self.images += batch
 
     def counts(self) -> torch.Tensor:
         """Values per unit (int64 [U])."""
