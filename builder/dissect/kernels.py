@@ -165,6 +165,14 @@ def _compiled() -> tuple[Any, Any, Any]:
     return _bounds, _sweep, _count
 
 
+def _kernel(index: int) -> Any:
+    """Kernel ``index`` of ``_compiled()``, run on as many threads as PyTorch uses."""
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    return _compiled()[index]
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
@@ -195,7 +203,7 @@ def bound_counts(up: Any, maps: torch.Tensor, shift: int, bins: int
     (float64 [U, bins] each; the same counts as ``Upsampler.cell_bounds`` gives)."""
     units = maps.shape[1]
     hists = tuple(np.zeros((units, bins), np.float64) for _ in range(3))
-    _compiled()[0](_np(maps.float()), _geometry(up), shift, bins // 2, *hists)
+    _kernel(0)(_np(maps.float()), _geometry(up), shift, bins // 2, *hists)
     return tuple(torch.from_numpy(h) for h in hists)
 
 
@@ -212,7 +220,7 @@ def sweep_counts(up: Any, maps: torch.Tensor, floor: torch.Tensor, ceiling: torc
     over = np.zeros((units, targets), np.int64)
     skipped = np.zeros(units, np.int64)
     floor, ceiling = floor.float(), ceiling.float()
-    _compiled()[1](_np(maps.float()), _geometry(up), _np(floor), _low(floor, slack),
+    _kernel(1)(_np(maps.float()), _geometry(up), _np(floor), _low(floor, slack),
                    _np(ceiling), _high(ceiling, slack), _np(lo.long()), _np(hi.long()),
                    _np(shift.long()), _np(active), _np(count_over), hist, over, skipped)
     return torch.from_numpy(hist), torch.from_numpy(over), torch.from_numpy(skipped)
@@ -228,6 +236,6 @@ def mask_counts(up: Any, maps: torch.Tensor, thresholds: torch.Tensor, labels: t
     intersection = np.zeros((units, num_columns), np.int64)
     per_image = np.zeros((batch, units), np.int64)
     thresholds = thresholds.float()
-    _compiled()[2](_np(maps.float()), _geometry(up), _np(thresholds), _low(thresholds, slack),
+    _kernel(2)(_np(maps.float()), _geometry(up), _np(thresholds), _low(thresholds, slack),
                    _np(labels.to(torch.int32)), up.out_size[1], intersection, per_image)
     return torch.from_numpy(intersection), torch.from_numpy(per_image)
