@@ -15,6 +15,7 @@ from torch import nn
 from builder.datasets.probe import Concept, ProbeBatch
 from builder.dissect import DissectOptions, dissect, resolve_device
 from builder.dissect import runner as runner_mod
+from builder.dissect.cache import disk_room
 from builder.errors import ConfigError
 from builder.models import LoadedModel
 
@@ -295,7 +296,7 @@ def test_resume_after_interruption_is_byte_identical(tmp_path, monkeypatch, stag
 def test_sampled_quantile_resume_and_cache_free_run_agree(tmp_path, monkeypatch):
     probe, model = make_probe(n=40), make_model()
     # no room for the activations nor for the exact tail: the one-pass sampling sketch
-    small = dict(quantile_memory=1, checkpoint_every=1, cache_memory=0)
+    small = dict(quantile_memory=1, checkpoint_every=1, cache_memory=0, cache_disk=0)
     monkeypatch.setattr(runner_mod, "MIN_CAPACITY", 16)
     reference = _outputs(dissect(model, ["pool1", "pool2"], probe, tmp_path / "a",
                                  options(**small), progress=False))
@@ -400,10 +401,54 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
+@pytest.mark.parametrize("stop", [None, (FORWARD, 2), (SEARCH, 1), (COUNT, 1)])
+def test_activations_kept_on_disk(tmp_path, monkeypatch, stop):
+    """Beyond the memory budget batches go to disk: the search runs as with every batch in
+    memory and gives the same files; a killed run's batches are read back by the rerun that
+    resumes it (no batch is computed twice), and the files go when the run ends."""
+    probe, model = make_probe(), make_model()
+    reference = _outputs(dissect(model, ["pool1", "pool2"], probe, tmp_path / "a", options(),
+                                 progress=False))
+    disk = options(cache_memory=1, cache_disk=1 << 30, checkpoint_every=1)
+    out = tmp_path / "b"
+    if stop is not None:
+        def hook(pass_number, batch):
+            if (pass_number, batch) == stop:
+                raise Stop()
+
+        monkeypatch.setattr(runner_mod, "_after_batch", hook)
+        with pytest.raises(Stop):
+            dissect(model, ["pool1", "pool2"], probe, out, disk, progress=False)
+        kept = list((out / "checkpoints").glob("*-activations/*.pt"))
+        assert kept  # the batches so far (those the count pass has not yet used)
+        monkeypatch.setattr(runner_mod, "_after_batch", None)
+    forwards = []
+    original = probe.batches
+    monkeypatch.setattr(probe, "batches", lambda chunk, *a, **k: (
+        forwards.append(len(chunk)) or original(chunk, *a, **k)))
+    dissect(model, ["pool1", "pool2"], probe, out, disk, progress=False)
+    assert _outputs(out) == reference
+    layer = json.loads((out / "manifest.json").read_text())["stats"]["layers"]["pool1"]
+    assert layer["quantile_strategy"] == "search"
+    # only pass 1 reads images (what it had not read before it was killed)
+    assert sum(forwards) == (len(probe) if stop is None else
+                             len(probe) - 6 * (stop[1] + 1) if stop[0] == FORWARD else 0)
+    assert not list(out.glob("checkpoints/*-activations"))
+
+
+def test_disk_room_leaves_free_space(tmp_path):
+    import shutil
+
+    free = shutil.disk_usage(tmp_path).free
+    assert disk_room(tmp_path / "not" / "yet", 1 << 20) == min(1 << 20, free - (1 << 30))
+    assert disk_room(tmp_path, free * 4) == free - (1 << 30) or free < (1 << 30)
+    assert disk_room(tmp_path, 0) == 0
+
+
 def test_search_and_exact_stream_give_identical_files(tmp_path):
     probe, model = make_probe(n=30), make_model()
     streamed = dissect(model, ["pool1", "pool2"], probe, tmp_path / "a",
-                       options(cache_memory=0), progress=False)
+                       options(cache_memory=0, cache_disk=0), progress=False)
     searched = dissect(model, ["pool1", "pool2"], probe, tmp_path / "b", options(),
                        progress=False)
     for out, strategy in ((streamed, "stream"), (searched, "search")):

@@ -63,8 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="memory for exact thresholds; beyond it a sampling sketch with a "
                    "documented error is used (default 1GiB)")
     p.add_argument("--cache-memory", default="2GiB", metavar="SIZE",
-                   help="memory for keeping activations between the two passes; batches "
-                   "beyond it are recomputed (default 2GiB; 0 = always recompute)")
+                   help="memory for keeping activations between the passes (default 2GiB)")
+    p.add_argument("--cache-disk", default="32GiB", metavar="SIZE",
+                   help="disk space (under RUN_DIR/checkpoints/) for the activations beyond "
+                   "--cache-memory, at most the free space less 1GiB; batches beyond both "
+                   "are recomputed (default 32GiB; 0 = none)")
     p.add_argument("--checkpoint-every", type=int, default=50, metavar="N",
                    help="batches between checkpoints (default 50)")
     p.set_defaults(run=run)
@@ -114,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         histogram_bins=args.histogram_bins,
         quantile_memory=parse_size(args.quantile_memory, "--quantile-memory"),
         cache_memory=parse_size(args.cache_memory, "--cache-memory"),
+        cache_disk=parse_size(args.cache_disk, "--cache-disk"),
         num_workers=args.workers, checkpoint_every=args.checkpoint_every)
     device = resolve_device(options.device)
     progress = sys.stderr.isatty()

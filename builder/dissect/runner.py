@@ -36,6 +36,7 @@ import torch
 from .. import io as atomic
 from ..errors import ConfigError, DatasetError
 from ..fingerprint import fingerprint
+from .cache import ActivationCache, batch_bytes, disk_room
 from .iou import IoUCounts, Upsampler, dedupe_image_labels, dedupe_labels, label_units, \
     summarize_layer
 from .manifest import FORMAT, FORMAT_VERSION, machine_info, software_versions, utc_now
@@ -80,7 +81,8 @@ class DissectOptions:
     topk: int = 12
     histogram_bins: int = 64
     quantile_memory: int = 1 << 30  # bytes for exact quantiles; beyond: the sampling sketch
-    cache_memory: int = 2 << 30  # bytes of activations kept for pass 2 (0: forward twice)
+    cache_memory: int = 2 << 30  # bytes of activations kept in memory for the later passes
+    cache_disk: int = 32 << 30  # then on disk, under RUN_DIR/checkpoints/ (0: none)
     num_workers: int = 0  # image decoding processes
     checkpoint_every: int = 50  # batches between checkpoints
 
@@ -113,6 +115,7 @@ class DissectOptions:
         number("histogram_bins", int, 1)
         number("quantile_memory", int, 1)
         number("cache_memory", int, 0)
+        number("cache_disk", int, 0)
         number("num_workers", int, 0)
         number("checkpoint_every", int, 1)
         if self.threshold_on not in ("upsampled", "raw"):
@@ -419,10 +422,6 @@ class _Payload:
     def to(self, device: torch.device) -> _Payload:
         return _Payload(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
 
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in
-                   (self.indices, self.labels, self.image_labels, self.has_category))
-
 
 @dataclass
 class _Context:
@@ -438,34 +437,6 @@ class _Context:
     concept_category: np.ndarray
     concept_names: dict[int, str]
     concept_categories: dict[int, str]
-
-
-class _Cache:
-    """Activations and payloads of pass-1 batches, on the CPU, within a byte budget."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget, self.used = budget, 0
-        self.items: dict[int, tuple[_Payload, dict[str, torch.Tensor]]] = {}
-        self.full = budget <= 0
-
-    def put(self, index: int, payload: _Payload, acts: dict[str, torch.Tensor]) -> None:
-        if self.full:
-            return
-        size = payload.nbytes() + sum(a.numel() * 4 for a in acts.values())
-        if self.used + size > self.budget:
-            self.full = True  # keep a contiguous run of batches: later ones are recomputed
-            return
-        self.used += size
-        self.items[index] = (payload.to(torch.device("cpu")),
-                             {k: a.float().cpu() for k, a in acts.items()})
-
-    def get(self, index: int) -> tuple[_Payload, dict[str, torch.Tensor]] | None:
-        return self.items.get(index)
-
-    def drop(self, index: int) -> None:
-        item = self.items.pop(index, None)
-        if item is not None:
-            self.used -= item[0].nbytes() + sum(a.numel() * 4 for a in item[1].values())
 
 
 def normalisation(options: Any, model: Any) -> tuple[tuple[float, ...], ...]:
@@ -554,7 +525,7 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
     )
     result_options = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
                       if f.name not in ("device", "num_workers", "checkpoint_every",
-                                        "cache_memory")}
+                                        "cache_memory", "cache_disk")}
     base = {"engine": ENGINE_VERSION, "format_version": FORMAT_VERSION,
             "model": {"spec": model.spec, "weights_sha256": model.weights_sha256,
                       "seed": getattr(model, "seed", None)},
@@ -651,7 +622,8 @@ def _dissect_group(module: torch.nn.Module, layers: list[str], probe: Any, indic
     was_training = module.training
     module.to(device).eval()
     trace = LayerTrace(module, layers, stop=True)
-    cache = _Cache(options.cache_memory)
+    folder = checkpoint.with_name(checkpoint.stem + "-activations")
+    cache = ActivationCache(options.cache_memory, disk_room(folder, options.cache_disk), folder)
 
     def forward(batch: Any) -> dict[str, torch.Tensor]:
         inputs = getattr(batch, "inputs", None)  # a probe's own model inputs (e.g. latents)
@@ -679,13 +651,13 @@ def _dissect_group(module: torch.nn.Module, layers: list[str], probe: Any, indic
         """Batches from the cache where it has them, else computed again (same values)."""
         i = start
         while i < n_batches:
-            item = cache.get(i)
+            item = cache.get(i, _Payload)
             if item is not None:
                 yield i, item[0].to(device), {k: a.to(device) for k, a in item[1].items()}
                 i += 1
                 continue
             stop = i
-            while stop < n_batches and stop not in cache.items:
+            while stop < n_batches and stop not in cache:
                 stop += 1
             yield from computed(i, stop)
             i = stop
@@ -693,9 +665,10 @@ def _dissect_group(module: torch.nn.Module, layers: list[str], probe: Any, indic
     def create(acts: dict[str, torch.Tensor], payload: _Payload) -> dict[str, _LayerWork]:
         shapes = {n: tuple(int(s) for s in acts[n].shape[1:]) for n in layers}
         capacity, exact = _capacities(shapes, ctx)
-        per_batch = payload.nbytes() + sum(a.numel() * 4 for a in acts.values())
-        # the search's sweeps are cheap over cached activations; forward passes are not
-        search = per_batch * n_batches <= options.cache_memory
+        per_batch = batch_bytes(payload, acts)
+        # the search's sweeps are cheap over kept activations (in memory or on disk); forward
+        # passes are not
+        search = per_batch * n_batches <= cache.capacity
         return {n: _LayerWork(n, shapes[n], capacity[n], exact[n], search, ctx) for n in layers}
 
     try:
@@ -736,6 +709,7 @@ def _dissect_group(module: torch.nn.Module, layers: list[str], probe: Any, indic
                 save(stage, 0)
     finally:
         module.train(was_training)
+    cache.clear()  # every pass is done (a killed run leaves its files to the rerun)
     total = elapsed + time.perf_counter() - started
     stats = {}
     for name in layers:

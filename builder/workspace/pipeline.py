@@ -529,7 +529,8 @@ def _dissect_stage(ctx: _Build, entry) -> Path:
     opts = _dissect_options(config, entry)
     fp = fingerprint("dissect", PIPELINE_VERSION, model.weights_sha256, ctx.probe.fingerprint,
                      entry.layers, {k: v for k, v in dataclasses.asdict(opts).items()
-                                    if k not in ("num_workers", "checkpoint_every")})
+                                    if k not in ("num_workers", "checkpoint_every",
+                                                 "cache_memory", "cache_disk")})
     ctx.manifest["models"][entry.name] = {
         "spec": entry.model, "weights": str(model.weights or ""),
         "weights_sha256": model.weights_sha256, "seed": config.seed, "layers": entry.layers}
