@@ -16,7 +16,7 @@ from builder.datasets.probe import Concept, ProbeBatch
 from builder.dissect import DissectOptions, dissect, resolve_device
 from builder.dissect import runner as runner_mod
 from builder.dissect.cache import disk_room
-from builder.errors import ConfigError
+from builder.errors import ConfigError, DatasetError
 from builder.models import LoadedModel
 
 CATEGORIES = ["object", "part", "color", "scene"]
@@ -366,6 +366,13 @@ class NaNNet(nn.Module):
         maps[:, 0, :2, :2] = float("nan")
         maps[:, 1, 0, 0] = float("inf")
         return self.layer(maps)
+
+
+def test_label_ids_beyond_the_concepts_are_a_dataset_error(tmp_path):
+    probe = make_probe()
+    probe.labels[3, 0, 2, 2] = probe.num_columns  # no such concept
+    with pytest.raises(DatasetError, match=r"label maps of /fake/probe hold concept ids"):
+        dissect(make_model(), ["pool1"], probe, tmp_path, options(), progress=False)
 
 
 def test_nonfinite_activations_are_counted_and_excluded(tmp_path):

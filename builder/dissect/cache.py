@@ -44,6 +44,14 @@ def batch_bytes(payload: Any, acts: dict[str, torch.Tensor]) -> int:
         sum(a.numel() * 4 for a in acts.values())
 
 
+def _narrow(t: torch.Tensor) -> torch.Tensor:
+    """Integer ids (label maps) as int16 where they fit: half the disk of int32."""
+    if t.dtype in (torch.int32, torch.int64) and t.numel() and \
+            -(1 << 15) <= int(t.min()) and int(t.max()) < (1 << 15):
+        return t.to(torch.int16)
+    return t
+
+
 class ActivationCache:
     """Batches (a dataclass payload of tensors, and float32 activations by layer) by index:
     in memory within ``memory`` bytes, then in ``folder`` within ``disk`` bytes. Batches are
@@ -83,10 +91,12 @@ class ActivationCache:
             self.used += size
             self.items[index] = (payload.to(cpu), {k: a.float().cpu() for k, a in acts.items()})
         elif self.disk_used + size <= self.disk:
-            fields = {f.name: getattr(payload, f.name).cpu()
+            fields = {f.name: _narrow(getattr(payload, f.name).cpu())
                       for f in dataclasses.fields(payload)}
             atomic.write_torch(self._path(index), {
                 "kind": type(payload).__name__, "payload": fields,
+                "dtypes": {f.name: str(getattr(payload, f.name).dtype).removeprefix("torch.")
+                           for f in dataclasses.fields(payload)},
                 "acts": {k: a.float().cpu() for k, a in acts.items()}})
             self.files[index] = size
             self.disk_used += size
@@ -100,7 +110,8 @@ class ActivationCache:
         if index not in self.files:
             return None
         data = torch.load(self._path(index), weights_only=True)
-        return payload_type(**data["payload"]), data["acts"]
+        fields = {k: v.to(getattr(torch, data["dtypes"][k])) for k, v in data["payload"].items()}
+        return payload_type(**fields), data["acts"]
 
     def drop(self, index: int) -> None:
         """Forget one batch (the last pass has used it)."""

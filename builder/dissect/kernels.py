@@ -46,7 +46,11 @@ def _compiled() -> tuple[Any, Any, Any]:
     """The kernels, compiled on first use (numba caches the machine code on disk)."""
     import numba
 
-    jit = numba.njit(parallel=True, cache=True, nogil=True)
+    def jit(fn: Any) -> Any:
+        try:
+            return numba.njit(parallel=True, cache=True, nogil=True)(fn)
+        except RuntimeError:  # no writable cache location: compile in every process instead
+            return numba.njit(parallel=True, nogil=True)(fn)
 
     @jit
     def _bounds(maps, geometry, shift, half, low_hist, high_hist, sample_hist
@@ -233,6 +237,11 @@ def mask_counts(up: Any, maps: torch.Tensor, thresholds: torch.Tensor, labels: t
     [U, num_columns], column 0 meaningless), and per image and unit how many there are
     (int64 [B, U])."""
     batch, units = maps.shape[:2]
+    if labels.numel():  # the kernel writes where the labels say: check them first
+        low, high = torch.aminmax(labels)
+        if int(low) < 0 or int(high) >= num_columns:
+            raise ValueError(f"label ids must lie in [0, {num_columns}), got "
+                             f"{int(low)}..{int(high)}")
     intersection = np.zeros((units, num_columns), np.int64)
     per_image = np.zeros((batch, units), np.int64)
     thresholds = thresholds.float()

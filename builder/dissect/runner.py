@@ -636,6 +636,11 @@ def _dissect_group(module: torch.nn.Module, layers: list[str], probe: Any, indic
         if labels.shape[-1] != ctx.mask_size or labels.shape[-2] != ctx.mask_size:
             raise DatasetError(f"label maps are {labels.shape[-2]}x{labels.shape[-1]}, the "
                                f"dataset declares mask size {ctx.mask_size}")
+        for name, ids in (("label maps", labels), ("image labels", batch.image_labels)):
+            if ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < ctx.num_columns:
+                raise DatasetError(f"{name} of {probe.path} hold concept ids "
+                                   f"{int(ids.min())}..{int(ids.max())}; concepts.csv has "
+                                   f"ids below {ctx.num_columns}")
         return _Payload(batch.indices.to(device), dedupe_labels(labels.to(device)).flatten(2),
                         dedupe_image_labels(batch.image_labels.to(device)),
                         batch.has_category.to(device))
