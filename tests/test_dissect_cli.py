@@ -64,3 +64,50 @@ def test_dissect_command_end_to_end(tmp_path, capsys):
     before = (run / "layers" / "3" / "iou.npy").read_bytes()
     assert main(argv) == 0  # finished layers are skipped; nothing changes
     assert (run / "layers" / "3" / "iou.npy").read_bytes() == before
+
+
+@pytest.mark.parametrize("kill_after", [1, 10, 30])
+def test_killed_with_sigkill_resumes_to_identical_files(tmp_path, kill_after):
+    """A real ``kill -9`` at some checkpoint, then the same command again: the run resumes
+    (its activations kept on disk are read back) and writes the files an uninterrupted run
+    writes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "tiny_model.py").write_text(MODEL)
+    spec = "toyworld:n=60,size=48"
+    assert main(["dataset", "build", spec]) == 0  # built once, shared through ./data
+
+    def argv(out: str) -> list[str]:
+        return ["dissect", "--model", f"{tmp_path / 'tiny_model.py'}:make", "--layers", "0,3",
+                "--dataset", spec, "--out", str(tmp_path / out), "--device", "cpu",
+                "--batch-size", "2", "--checkpoint-every", "1", "--cache-memory", "0"]
+
+    assert main(argv("whole")) == 0
+    command = [sys.executable, "-m", "builder"] + argv("killed")
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ,
+                                                               "OMP_NUM_THREADS": "1"})
+    try:  # kill it once it has written ``kill_after`` checkpoints (counted by their files)
+        seen: set[float] = set()
+        while process.poll() is None and len(seen) < kill_after:
+            for path in checkpoints.glob("*.pt"):
+                try:
+                    seen.add(path.stat().st_mtime_ns)
+                except FileNotFoundError:
+                    pass
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it was killed"
+    assert main(argv("killed")) == 0
+    for layer in ("0", "3"):
+        for name in ("units.csv", "iou.npy", "topk.npz", "histogram.npz"):
+            assert (tmp_path / "killed" / "layers" / layer / name).read_bytes() == \
+                (tmp_path / "whole" / "layers" / layer / name).read_bytes(), (layer, name)
+    assert not checkpoints.exists()
