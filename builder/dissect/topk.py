@@ -134,12 +134,13 @@ class Histogram:
 
     def add(self, maps: torch.Tensor, bad: torch.Tensor | None = None) -> None:
         """Count the values of maps [B, U, ...]; ``bad`` marks entries to ignore."""
-        flat = maps.transpose(0, 1).reshape(self.units, -1).float()
+        # in the maps' own layout [B, U, pixels] (no transposed copy): each unit's bins offset
+        flat = maps.reshape(maps.shape[0], self.units, -1).float()
         pos = ((flat - self.low[:, None]) * self.scale[:, None]).floor_()
         pos = pos.clamp_(0, self.bins - 1).long()
         pos += torch.arange(self.units, device=self.device)[:, None] * self.bins
         if bad is not None:
-            pos = pos[~bad.transpose(0, 1).reshape(pos.shape)]
+            pos = pos[~bad.reshape(pos.shape)]
         self.counts += torch.bincount(pos.reshape(-1), minlength=self.units * self.bins).view(
             self.units, self.bins)
 
