@@ -10,8 +10,9 @@ from builder.dissect.search import ThresholdSearch
 pytestmark = pytest.mark.skipif(not kernels._HAVE_NUMBA, reason="numba is not installed")
 
 #: (layer grid, annotation grid): ResNet's layer4 at 224 px, odd and non-square sizes, a
-#: grid upsampled by less than 2, and one only widened.
-SIZES = [((7, 7), (224, 224)), ((5, 3), (37, 50)), ((14, 14), (20, 20)), ((3, 4), (3, 9))]
+#: grid upsampled by less than 2, one only widened, one a single row.
+SIZES = [((7, 7), (224, 224)), ((5, 3), (37, 50)), ((14, 14), (20, 20)), ((3, 4), (3, 9)),
+         ((1, 6), (8, 13))]
 
 
 def _maps(size: tuple[int, int], seed: int) -> torch.Tensor:
