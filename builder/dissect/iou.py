@@ -8,7 +8,9 @@ of the layer's grid) the values blend the same two ``Ah`` values, so those bound
 segments whose bound is below the threshold (nearly all of them at q = 0.005) are skipped
 without being computed. The few active segments are evaluated with exactly the same
 floating-point operations as the dense path, so both paths give identical bits, and which
-one runs is only a matter of speed.
+one runs is only a matter of speed. On the CPU the compiled kernels of ``kernels.py`` do the
+same work (with the same operations, so the same bits) in one loop per unit;
+``IoUCounts.add_maps`` picks the kernel or ``Upsampler.above``.
 
 ``IoUCounts`` accumulates int64 counts, from which
 

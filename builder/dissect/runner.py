@@ -8,11 +8,12 @@ All layers of one command share each pass over the probe images (docs/method.md)
    thresholds, until every threshold is exact;
 3. with the thresholds fixed: count the exact IoU terms, the top-k images and the histograms.
 
-The later sweeps reuse the activations of pass 1, kept in memory (float32, so every sweep sees
-the same values) up to ``cache_memory`` bytes. When they do not all fit, a sweep would cost a
-forward pass, so pass 1 instead streams the values into a one-pass ``TailQuantile`` (exact
-while the tail fits ``quantile_memory``, else a sampling sketch), and only the count pass
-recomputes the batches beyond the cache (same batches, same computation, same values). Statistics are
+The later sweeps reuse the activations of pass 1 (float32, so every sweep sees the same
+values), kept in memory up to ``cache_memory`` bytes and then on disk up to ``cache_disk``
+(``ActivationCache``). When they do not all fit, a sweep would cost a forward pass, so pass 1
+instead streams the values into a one-pass ``TailQuantile`` (exact while the tail fits
+``quantile_memory``, else a sampling sketch), and only the count pass recomputes the batches
+beyond the cache (same batches, same computation, same values). Statistics are
 checkpointed every ``checkpoint_every`` batches under ``RUN_DIR/checkpoints/``, keyed by a
 fingerprint of everything that shapes the results, so a killed run resumes where it stopped and
 ends with byte-identical files, and a changed option never resumes stale state.

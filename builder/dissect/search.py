@@ -24,6 +24,10 @@ densely and without keeping values:
    in ``Upsampler.above``). Bins of one key each settle them exactly, typically on the second
    or third sweep.
 
+On the CPU, ``add_bounds`` and ``add_maps`` run compiled kernels (``kernels.py``) that count
+exactly what the PyTorch path (``Upsampler.cell_bounds``, ``Upsampler.above`` and
+``add_values``) counts, without materialising the values.
+
 Keys are the float32 bit patterns mapped to integers in the order of the values, so every
 comparison is exact and no rounding can misplace a value. Every statistic is a count, so runs
 merge (histograms add) and checkpoint as a few tensors. Memory: two histograms of
