@@ -4,10 +4,12 @@ upsampled pixels that can pass a unit's threshold.
 
 The PyTorch path (``Upsampler.above`` and friends) runs these loops as chains of vectorised
 operations, each a pass over tens of millions of values; on a CPU that costs several times a
-forward pass. Here one loop per unit does all of it while the values are in registers. Every
-value is computed with exactly the float32 operations of the PyTorch path (``a * w0 + b * w1``
-on the horizontal pass's output, no fused multiply-add), so both give the same bits and the
-same counts, which the tests check. The PyTorch path stays the one for GPUs, for batches with
+forward pass. Here one loop per unit does all of it while the values are in registers: for
+each cell it reads the four corner activations, skips the cell when none of its pixels can
+matter, and otherwise blends its columns (the horizontal pass) and then its pixels. Every value
+is computed with exactly the float32 operations of the PyTorch path (``a * w0 + b * w1`` for
+each of the two passes, no fused multiply-add), so both give the same bits and the same
+counts, which the tests check. The PyTorch path stays the one for GPUs, for batches with
 non-finite activations, and where numba is not installed.
 
 Units are spread over threads (``prange``): each thread writes only its units' rows of the
