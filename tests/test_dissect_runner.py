@@ -443,6 +443,28 @@ def test_activations_kept_on_disk(tmp_path, monkeypatch, stop):
     assert not list(out.glob("checkpoints/*-activations"))
 
 
+def test_a_failing_disk_costs_forward_passes_not_results(tmp_path, monkeypatch):
+    from builder.dissect import cache as cache_mod
+
+    probe, model = make_probe(), make_model()
+    reference = _outputs(dissect(model, ["pool1", "pool2"], probe, tmp_path / "a", options(),
+                                 progress=False))
+    writes = []
+    real = cache_mod.atomic.write_torch
+
+    def flaky(path, obj):
+        if path.parent.name.endswith("-activations"):  # (checkpoints are written too)
+            writes.append(path)
+            if len(writes) == 3:
+                raise OSError(28, "No space left on device")
+        return real(path, obj)
+
+    monkeypatch.setattr(cache_mod.atomic, "write_torch", flaky)
+    out = dissect(model, ["pool1", "pool2"], probe, tmp_path / "b",
+                  options(cache_memory=1, cache_disk=1 << 30), progress=False)
+    assert _outputs(out) == reference and len(writes) == 3  # no write after the failure
+
+
 def test_disk_room_leaves_free_space(tmp_path):
     import shutil
 

@@ -12,6 +12,7 @@ instead of recomputing; the files go when the run ends.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import torch
 from .. import io as atomic
 
 __all__ = ["ActivationCache", "batch_bytes", "disk_room"]
+
+log = logging.getLogger(__name__)
 
 #: Disk space left free for everything else when the disk budget is fitted to the free space.
 _DISK_RESERVE = 1 << 30
@@ -93,11 +96,17 @@ class ActivationCache:
         elif self.disk_used + size <= self.disk:
             fields = {f.name: _narrow(getattr(payload, f.name).cpu())
                       for f in dataclasses.fields(payload)}
-            atomic.write_torch(self._path(index), {
-                "kind": type(payload).__name__, "payload": fields,
-                "dtypes": {f.name: str(getattr(payload, f.name).dtype).removeprefix("torch.")
-                           for f in dataclasses.fields(payload)},
-                "acts": {k: a.float().cpu() for k, a in acts.items()}})
+            try:
+                atomic.write_torch(self._path(index), {
+                    "kind": type(payload).__name__, "payload": fields,
+                    "dtypes": {f.name: str(getattr(payload, f.name).dtype).removeprefix("torch.")
+                               for f in dataclasses.fields(payload)},
+                    "acts": {k: a.float().cpu() for k, a in acts.items()}})
+            except OSError as exc:  # a full or failing disk: compute the rest again instead
+                log.warning("could not keep activations in %s (%s); later passes compute the "
+                            "batches from %d on again", self.folder, exc, index)
+                self.full = True
+                return
             self.files[index] = size
             self.disk_used += size
         else:
