@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from builder.dissect import iou as iou_mod
+from builder.dissect import kernels
 from builder.dissect.iou import IoUCounts, Upsampler, dedupe_image_labels, dedupe_labels, \
     label_units, summarize_layer
 from builder.dissect.quantile import sample_levels, upper_quantile
@@ -60,7 +61,10 @@ def test_pixels_above_threshold_are_exact_on_every_path(monkeypatch, h, H, kind,
     (7, 56, "randn", 5, 0), (7, 56, "relu", 300, 1), (7, 56, "flat", 10**6, 0),
     (14, 56, "randn", 10**6, 1), (3, 97, "relu", 5, 1), (3, 97, "flat", 300, 0),
     (5, 5, "randn", 5, 1), (5, 5, "relu", 10**6, 0)])
-def test_tail_keeps_every_sampled_value_above_its_floor(h, H, kind, limit, min_level):
+@pytest.mark.parametrize("kernel", [True, False])
+def test_tail_keeps_every_sampled_value_above_its_floor(monkeypatch, h, H, kind, limit,
+                                                        min_level, kernel):
+    monkeypatch.setattr(kernels, "ENABLED", kernel)
     up = Upsampler((h, h), (H, H))
     maps = _maps(kind, h, seed=1)
     levels = torch.from_numpy(sample_levels(np.arange(3), H * H, 0))

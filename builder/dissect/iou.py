@@ -167,6 +167,18 @@ class Upsampler:
             cols = torch.bincount(self._cell_cols, cols, w + 1)
         return (rows[:, None] * cols[None, :]).reshape(-1)
 
+    def cell_sampled(self, levels: torch.Tensor, min_level: int) -> torch.Tensor:
+        """Per image and cell (row group x column group), its pixels whose level (``levels``
+        [B, H*W]) is >= ``min_level``: float64 [B, G, Gx]."""
+        rows = torch.repeat_interleave(torch.arange(self.groups), self.length.cpu())
+        cols = torch.repeat_interleave(torch.arange(self.col0.numel()), self.col_length.cpu())
+        cell = (rows[:, None] * self.col0.numel() + cols[None, :]).reshape(-1)  # [H*W]
+        cells = self.groups * self.col0.numel()
+        batch = levels.shape[0]
+        where = (torch.arange(batch)[:, None] * cells + cell[None, :]).reshape(-1)
+        keep = (levels.cpu() >= min_level).reshape(-1).double()
+        return torch.bincount(where, keep, batch * cells).view(batch, self.groups, -1)
+
     def cell_bounds(self, maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The lowest and highest corner of every cell, [B, U, N] each: every upsampled value
         of the cell lies between them (up to rounding); and the cell's bilinear surface at its
@@ -502,6 +514,9 @@ class Upsampler:
         and at least ``limit`` sampled values of these images are >= it (unless it is
         ``floor``), so a rank below ``limit`` that falls under it has exactly its value.
         """
+        if kernels.enabled(maps, self, excluded):
+            return kernels.tail_values(self, maps, floor.cpu(), limit, levels.cpu(), min_level,
+                                       _BOUND_SLACK)
         batch, units = maps.shape[:2]
         step = self._image_step(units)
         out_v: list[torch.Tensor] = []

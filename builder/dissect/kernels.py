@@ -1,6 +1,7 @@
 """Compiled CPU kernels (numba) for the hot loops of a dissection: the cell bounds of the
-threshold search's pass 1, one sweep of the search, and the IoU count, the last two over the
-upsampled pixels that can pass a unit's threshold.
+threshold search's pass 1, one sweep of the search, the IoU count, and the largest values of
+the one-pass quantile statistic (``Upsampler.tail``), the last three over the upsampled
+pixels that can pass a unit's threshold.
 
 The PyTorch path (``Upsampler.above`` and friends) runs these loops as chains of vectorised
 operations, each a pass over tens of millions of values; on a CPU that costs several times a
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["bound_counts", "enabled", "mask_counts", "sweep_counts"]
+__all__ = ["bound_counts", "enabled", "mask_counts", "sweep_counts", "tail_values"]
 
 #: Off with UNITDISSECT_KERNELS=0 (the PyTorch path everywhere; tests compare the two).
 ENABLED = os.environ.get("UNITDISSECT_KERNELS", "1") != "0"
@@ -44,7 +45,7 @@ _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 
 @functools.cache
-def _compiled() -> tuple[Any, Any, Any]:
+def _compiled() -> tuple[Any, ...]:
     """The kernels, compiled on first use (numba caches the machine code on disk)."""
     import numba
 
@@ -168,7 +169,93 @@ def _compiled() -> tuple[Any, Any, Any]:
                                         intersection[u, labels[b, layer, p]] += 1
                 per_image[b, u] = inside
 
-    return _bounds, _sweep, _count
+    @numba.njit(nogil=True)
+    def _key_float(key):  # pragma: no cover - compiled
+        bits = np.empty(1, np.int32)
+        bits[0] = np.int32(key ^ ((key >> 31) & 0x7FFFFFFF))
+        return bits.view(np.float32)[0]
+
+    @numba.njit(nogil=True)
+    def _keep_largest(packed, count, limit):  # pragma: no cover - compiled
+        """Keep the ``limit`` largest of ``packed[:count]`` at its front; the value of the
+        largest one dropped (every value kept is at or above it)."""
+        kth = count - limit - 1
+        part = np.partition(packed[:count], kth)
+        packed[:limit] = part[kth + 1:]
+        return _key_float(part[kth] >> 8)
+
+    @jit
+    def _tail(maps, geometry, floor, slack, limit, levels, min_level, sampled, out_width,
+              packed, counts, floor_out):  # pragma: no cover - compiled
+        gy0, gy1, row0, length, w0, w1, gx0, gx1, col0, col_len, wx0, wx1 = geometry
+        batch, units = maps.shape[:2]
+        cap = packed.shape[1]
+        for u in numba.prange(units):
+            fl = floor[u]
+            buf = np.empty(w0.shape[1], np.float32)
+            keys = buf.view(np.int32)
+            if fl == -np.inf:
+                # a unit's first batch: a floor under at least ``limit`` sampled values, from
+                # the cells' lowest corners (weighted by their sampled pixels), so that the
+                # pass below keeps only a few times ``limit`` values
+                hist = np.zeros(4096, np.float64)
+                for b in range(batch):
+                    m = maps[b, u]
+                    for g in range(gy0.size):
+                        r0, r1 = gy0[g], gy1[g]
+                        for k in range(gx0.size):
+                            low = min(min(m[r0, gx0[k]], m[r0, gx1[k]]),
+                                      min(m[r1, gx0[k]], m[r1, gx1[k]])) + np.float32(0.0)
+                            buf[0] = low
+                            bits = np.int64(keys[0])
+                            hist[((bits ^ ((bits >> 31) & 0x7FFFFFFF)) >> 20) + 2048] += \
+                                sampled[b, g, k]
+                seen = 0.0
+                for i in range(4095, -1, -1):
+                    seen += hist[i]
+                    if seen >= limit:
+                        edge = _key_float(max((np.int64(i) - 2048) << 20, -2139095041))
+                        fl = edge - abs(edge) * slack  # (the values may round below a corner)
+                        break
+            low = fl - abs(fl) * slack
+            filled = 0
+            for b in range(batch):
+                m = maps[b, u]
+                for g in range(gy0.size):
+                    r0, r1, n, row = gy0[g], gy1[g], length[g], row0[g]
+                    for k in range(gx0.size):
+                        p00, p01, p10, p11 = m[r0, gx0[k]], m[r0, gx1[k]], m[r1, gx0[k]], m[r1, gx1[k]]
+                        if not max(max(p00, p01), max(p10, p11)) > low:
+                            continue
+                        for x in range(col0[k], col0[k] + col_len[k]):
+                            a = p00 * wx0[x] + p01 * wx1[x]
+                            c = p10 * wx0[x] + p11 * wx1[x]
+                            if not max(a, c) > low:
+                                continue
+                            for r in range(n):
+                                buf[r] = a * w0[g, r] + c * w1[g, r]
+                                if not buf[r] > fl:
+                                    continue
+                                level = levels[b, (row + r) * out_width + x]
+                                if level < min_level:
+                                    continue
+                                if filled == cap:  # full: keep the largest, raise the floor
+                                    fl = max(fl, _keep_largest(packed[u], filled, limit))
+                                    filled, low = limit, fl - abs(fl) * slack
+                                    if not buf[r] > fl:
+                                        continue
+                                # value and level in one integer, in the order of the values
+                                bits = np.int64(keys[r])
+                                key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+                                packed[u, filled] = (key << 8) | np.int64(level)
+                                filled += 1
+            if filled > limit:
+                fl = max(fl, _keep_largest(packed[u], filled, limit))
+                filled = limit
+            counts[u] = filled
+            floor_out[u] = fl
+
+    return _bounds, _sweep, _count, _tail
 
 
 def _kernel(index: int) -> Any:
@@ -211,6 +298,32 @@ def bound_counts(up: Any, maps: torch.Tensor, shift: int, bins: int
     hists = tuple(np.zeros((units, bins), np.float64) for _ in range(3))
     _kernel(0)(_np(maps.float()), _geometry(up), shift, bins // 2, *hists)
     return tuple(torch.from_numpy(h) for h in hists)
+
+
+def tail_values(up: Any, maps: torch.Tensor, floor: torch.Tensor, limit: int,
+                levels: torch.Tensor, min_level: int, slack: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``Upsampler.tail`` for one batch, with its guarantees: per unit at most ``limit`` of
+    its largest values S > floor of level >= ``min_level`` (``levels`` [B, H*W]), float32
+    [U, W] -inf padded, their levels uint8 [U, W], and the raised floor [U] (every such value
+    above it is among those returned; at least ``limit`` are at or above it unless it is
+    ``floor``)."""
+    units = maps.shape[1]
+    # room for as many again as kept: the kernel drops the excess whenever it is full
+    packed = np.empty((units, 2 * limit + 16), np.int64)
+    counts = np.zeros(units, np.int64)
+    raised = np.empty(units, np.float32)
+    _kernel(3)(_np(maps.float()), _geometry(up), _np(floor.float()), np.float32(slack), limit,
+               _np(levels.to(torch.uint8)), min_level, _np(up.cell_sampled(levels, min_level)),
+               up.out_size[1], packed, counts, raised)
+    width = int(counts.max()) if units else 0
+    packed_t = torch.from_numpy(packed[:, :width])
+    filled = torch.arange(width)[None, :] < torch.from_numpy(counts)[:, None]
+    from .search import key_floats  # (search imports this module)
+
+    values = torch.where(filled, key_floats(packed_t >> 8), float("-inf"))
+    value_levels = torch.where(filled, packed_t & 0xFF, 0).to(torch.uint8)
+    return values, value_levels, torch.maximum(torch.from_numpy(raised), floor.float())
 
 
 def sweep_counts(up: Any, maps: torch.Tensor, floor: torch.Tensor, ceiling: torch.Tensor,
