@@ -169,24 +169,9 @@ def _compiled() -> tuple[Any, ...]:
                                         intersection[u, labels[b, layer, p]] += 1
                 per_image[b, u] = inside
 
-    @numba.njit(nogil=True)
-    def _key_float(key):  # pragma: no cover - compiled
-        bits = np.empty(1, np.int32)
-        bits[0] = np.int32(key ^ ((key >> 31) & 0x7FFFFFFF))
-        return bits.view(np.float32)[0]
-
-    @numba.njit(nogil=True)
-    def _keep_largest(packed, count, limit):  # pragma: no cover - compiled
-        """Keep the ``limit`` largest of ``packed[:count]`` at its front; the value of the
-        largest one dropped (every value kept is at or above it)."""
-        kth = count - limit - 1
-        part = np.partition(packed[:count], kth)
-        packed[:limit] = part[kth + 1:]
-        return _key_float(part[kth] >> 8)
-
     @jit
     def _tail(maps, geometry, floor, slack, limit, levels, min_level, sampled, out_width,
-              packed, counts, floor_out):  # pragma: no cover - compiled
+              packed, values_out, levels_out, counts, floor_out):  # pragma: no cover - compiled
         gy0, gy1, row0, length, w0, w1, gx0, gx1, col0, col_len, wx0, wx1 = geometry
         batch, units = maps.shape[:2]
         cap = packed.shape[1]
@@ -194,6 +179,8 @@ def _compiled() -> tuple[Any, ...]:
             fl = floor[u]
             buf = np.empty(w0.shape[1], np.float32)
             keys = buf.view(np.int32)
+            back = np.empty(1, np.int32)  # a key's bits, to read back as a float
+            back_value = back.view(np.float32)
             if fl == -np.inf:
                 # a unit's first batch: a floor under at least ``limit`` sampled values, from
                 # the cells' lowest corners (weighted by their sampled pixels), so that the
@@ -214,7 +201,9 @@ def _compiled() -> tuple[Any, ...]:
                 for i in range(4095, -1, -1):
                     seen += hist[i]
                     if seen >= limit:
-                        edge = _key_float(max((np.int64(i) - 2048) << 20, -2139095041))
+                        key = max((np.int64(i) - 2048) << 20, -2139095041)
+                        back[0] = np.int32(key ^ ((key >> 31) & 0x7FFFFFFF))
+                        edge = back_value[0]
                         fl = edge - abs(edge) * slack  # (the values may round below a corner)
                         break
             low = fl - abs(fl) * slack
@@ -239,8 +228,14 @@ def _compiled() -> tuple[Any, ...]:
                                 level = levels[b, (row + r) * out_width + x]
                                 if level < min_level:
                                     continue
-                                if filled == cap:  # full: keep the largest, raise the floor
-                                    fl = max(fl, _keep_largest(packed[u], filled, limit))
+                                if filled == cap:
+                                    # full: keep the ``limit`` largest; the largest dropped
+                                    # is the new floor
+                                    part = np.partition(packed[u], cap - limit - 1)
+                                    packed[u, :limit] = part[cap - limit:]
+                                    key = part[cap - limit - 1] >> 8
+                                    back[0] = np.int32(key ^ ((key >> 31) & 0x7FFFFFFF))
+                                    fl = max(fl, back_value[0])
                                     filled, low = limit, fl - abs(fl) * slack
                                     if not buf[r] > fl:
                                         continue
@@ -249,9 +244,19 @@ def _compiled() -> tuple[Any, ...]:
                                 key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
                                 packed[u, filled] = (key << 8) | np.int64(level)
                                 filled += 1
-            if filled > limit:
-                fl = max(fl, _keep_largest(packed[u], filled, limit))
+            if filled > limit:  # the same, to return at most ``limit``
+                part = np.partition(packed[u, :filled], filled - limit - 1)
+                packed[u, :limit] = part[filled - limit:]
+                key = part[filled - limit - 1] >> 8
+                back[0] = np.int32(key ^ ((key >> 31) & 0x7FFFFFFF))
+                fl = max(fl, back_value[0])
                 filled = limit
+            for i in range(filled):
+                key = packed[u, i] >> 8
+                back[0] = np.int32(key ^ ((key >> 31) & 0x7FFFFFFF))
+                values_out[u, i] = back_value[0]
+                levels_out[u, i] = packed[u, i] & 0xFF
+            values_out[u, filled:] = -np.inf
             counts[u] = filled
             floor_out[u] = fl
 
@@ -311,19 +316,16 @@ def tail_values(up: Any, maps: torch.Tensor, floor: torch.Tensor, limit: int,
     units = maps.shape[1]
     # room for as many again as kept: the kernel drops the excess whenever it is full
     packed = np.empty((units, 2 * limit + 16), np.int64)
+    values = np.empty((units, limit), np.float32)
+    value_levels = np.zeros((units, limit), np.uint8)
     counts = np.zeros(units, np.int64)
     raised = np.empty(units, np.float32)
     _kernel(3)(_np(maps.float()), _geometry(up), _np(floor.float()), np.float32(slack), limit,
                _np(levels.to(torch.uint8)), min_level, _np(up.cell_sampled(levels, min_level)),
-               up.out_size[1], packed, counts, raised)
+               up.out_size[1], packed, values, value_levels, counts, raised)
     width = int(counts.max()) if units else 0
-    packed_t = torch.from_numpy(packed[:, :width])
-    filled = torch.arange(width)[None, :] < torch.from_numpy(counts)[:, None]
-    from .search import key_floats  # (search imports this module)
-
-    values = torch.where(filled, key_floats(packed_t >> 8), float("-inf"))
-    value_levels = torch.where(filled, packed_t & 0xFF, 0).to(torch.uint8)
-    return values, value_levels, torch.maximum(torch.from_numpy(raised), floor.float())
+    return (torch.from_numpy(values[:, :width]), torch.from_numpy(value_levels[:, :width]),
+            torch.maximum(torch.from_numpy(raised), floor.float()))
 
 
 def sweep_counts(up: Any, maps: torch.Tensor, floor: torch.Tensor, ceiling: torch.Tensor,
