@@ -29,7 +29,9 @@ def _maps(size: tuple[int, int], seed: int) -> torch.Tensor:
 
 def _both(monkeypatch, run):
     """``run()`` with the kernels, then on the PyTorch path."""
-    fast = run()
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", True)  # (whatever UNITDISSECT_KERNELS says)
+        fast = run()
     with monkeypatch.context() as m:
         m.setattr(kernels, "ENABLED", False)
         slow = run()
@@ -90,7 +92,7 @@ def test_cell_bounds_count_the_same(monkeypatch, in_size, out_size):
 def test_every_sweep_counts_the_same(monkeypatch, in_size, out_size):
     maps = _maps(in_size, 2)
     up = Upsampler(in_size, out_size)
-    if not kernels.enabled(maps, up, None):
+    if up.identity:
         pytest.skip("the kernels do not serve this upsampling")
 
     def run() -> list[dict]:
@@ -118,6 +120,7 @@ def test_every_sweep_counts_the_same(monkeypatch, in_size, out_size):
 
 
 def test_fall_back_where_the_kernels_do_not_apply(monkeypatch):
+    monkeypatch.setattr(kernels, "ENABLED", True)
     up = Upsampler((4, 4), (16, 16))
     maps = torch.rand(2, 3, 4, 4)
     assert kernels.enabled(maps, up, None)
