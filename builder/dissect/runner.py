@@ -50,7 +50,7 @@ __all__ = ["DissectOptions", "ENGINE_VERSION", "dissect", "resolve_device"]
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the engine's results change for the same inputs (invalidates checkpoints).
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3
 #: ImageNet normalisation, the default when neither the options nor the model say otherwise.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

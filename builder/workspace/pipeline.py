@@ -517,7 +517,7 @@ def _dataset_stage(ctx: _Build):
 
 
 def _dissect_stage(ctx: _Build, entry) -> Path:
-    from ..dissect.runner import dissect
+    from ..dissect.runner import ENGINE_VERSION, dissect
     from ..models import load_model
 
     config = ctx.config
@@ -527,7 +527,8 @@ def _dissect_stage(ctx: _Build, entry) -> Path:
     ctx.models[entry.name] = model
     out = ctx.workspace / "runs" / entry.name
     opts = _dissect_options(config, entry)
-    fp = fingerprint("dissect", PIPELINE_VERSION, model.weights_sha256, ctx.probe.fingerprint,
+    fp = fingerprint("dissect", PIPELINE_VERSION, ENGINE_VERSION, model.weights_sha256,
+                     ctx.probe.fingerprint,
                      entry.layers, {k: v for k, v in dataclasses.asdict(opts).items()
                                     if k not in ("num_workers", "checkpoint_every",
                                                  "cache_memory", "cache_disk")})
@@ -586,7 +587,7 @@ def _ablate_stage(ctx: _Build, entry) -> Path:
 def _gan_stage(ctx: _Build, entry) -> Path:
     """``runs/<name>/``: the generator's layers dissected over its segmented samples, with
     ``generator/<layer>/`` ablation and insertion; the samples are cached in data/samples."""
-    from ..dissect.runner import resolve_device
+    from ..dissect.runner import ENGINE_VERSION, resolve_device
     from ..generator import load_generator, run_gan
     from ..generator.runner import GAN_ENGINE_VERSION, result_options
     from ..segmenters import segmenter_from_spec
@@ -602,7 +603,8 @@ def _gan_stage(ctx: _Build, entry) -> Path:
     segmenter = segmenter_from_spec(_segmenter_spec(ctx.root, entry.segmenter),
                                     device=str(device), seed=config.seed)
     out = ctx.workspace / "runs" / entry.name
-    fp = fingerprint("gan", PIPELINE_VERSION, GAN_ENGINE_VERSION, generator.fingerprint(),
+    fp = fingerprint("gan", PIPELINE_VERSION, GAN_ENGINE_VERSION, ENGINE_VERSION,
+                     generator.fingerprint(),
                      segmenter.fingerprint(), entry.samples, entry.layers,
                      result_options(opts))
     name = f"gan:{entry.name}"
