@@ -23,6 +23,7 @@ category. A pixel counts once for a concept even when two label layers both carr
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -167,15 +168,20 @@ class Upsampler:
             cols = torch.bincount(self._cell_cols, cols, w + 1)
         return (rows[:, None] * cols[None, :]).reshape(-1)
 
+    @functools.cached_property
+    def _pixel_cell(self) -> torch.Tensor:
+        """The cell (row group x column group, flat) of every output pixel, int64 [H*W] on
+        the CPU."""
+        rows = torch.repeat_interleave(torch.arange(self.groups), self.length.cpu())
+        cols = torch.repeat_interleave(torch.arange(self.col0.numel()), self.col_length.cpu())
+        return (rows[:, None] * self.col0.numel() + cols[None, :]).reshape(-1)
+
     def cell_sampled(self, levels: torch.Tensor, min_level: int) -> torch.Tensor:
         """Per image and cell (row group x column group), its pixels whose level (``levels``
         [B, H*W]) is >= ``min_level``: float64 [B, G, Gx]."""
-        rows = torch.repeat_interleave(torch.arange(self.groups), self.length.cpu())
-        cols = torch.repeat_interleave(torch.arange(self.col0.numel()), self.col_length.cpu())
-        cell = (rows[:, None] * self.col0.numel() + cols[None, :]).reshape(-1)  # [H*W]
         cells = self.groups * self.col0.numel()
         batch = levels.shape[0]
-        where = (torch.arange(batch)[:, None] * cells + cell[None, :]).reshape(-1)
+        where = (torch.arange(batch)[:, None] * cells + self._pixel_cell[None, :]).reshape(-1)
         keep = (levels.cpu() >= min_level).reshape(-1).double()
         return torch.bincount(where, keep, batch * cells).view(batch, self.groups, -1)
 

@@ -638,10 +638,12 @@ def _dissect_group(module: torch.nn.Module, layers: list[str], probe: Any, indic
             raise DatasetError(f"label maps are {labels.shape[-2]}x{labels.shape[-1]}, the "
                                f"dataset declares mask size {ctx.mask_size}")
         for name, ids in (("label maps", labels), ("image labels", batch.image_labels)):
-            if ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < ctx.num_columns:
-                raise DatasetError(f"{name} of {probe.path} hold concept ids "
-                                   f"{int(ids.min())}..{int(ids.max())}; concepts.csv has "
-                                   f"ids below {ctx.num_columns}")
+            if not ids.numel():
+                continue
+            low, high = (int(v) for v in torch.aminmax(ids))
+            if low < 0 or high >= ctx.num_columns:
+                raise DatasetError(f"{name} of {probe.path} hold concept ids {low}..{high}; "
+                                   f"concepts.csv has ids below {ctx.num_columns}")
         return _Payload(batch.indices.to(device), dedupe_labels(labels.to(device)).flatten(2),
                         dedupe_image_labels(batch.image_labels.to(device)),
                         batch.has_category.to(device))

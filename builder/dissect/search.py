@@ -304,6 +304,11 @@ class ThresholdSearch:
             ~self.above_known, _BINS, _BOUND_SLACK)
         self.hist += hist.view(-1).to(self.device)
         self.above += over.to(self.device)
+        self._add_skipped(skipped)
+
+    def _add_skipped(self, skipped: torch.Tensor) -> None:
+        """Count the values a sweep left out at its ceilings [U]: above each order statistic
+        whose ceiling is the first sweep's guess (the others know theirs already)."""
         self.above += torch.where(self.counting, skipped.to(self.device)[:, None], 0)
 
     def add_values(self, u: torch.Tensor, values: torch.Tensor,
@@ -312,7 +317,7 @@ class ThresholdSearch:
         thresholds (more may be given; they are filtered), and ``skipped`` [U], the pixels
         at or above the sweep's ceilings that were left out (None: none was)."""
         if skipped is not None:
-            self.above += torch.where(self.counting, skipped.to(self.device)[:, None], 0)
+            self._add_skipped(skipped)
         bins = self.hist.numel()
         dump = bins + self.units  # one bincount: interval bins, then per-unit "above", then this
         # int32 arithmetic (half the memory traffic) unless an interval is wider than int32
