@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import io
 import json
 import os
@@ -19,8 +20,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["atomic_open", "write_bytes", "write_csv", "write_json", "write_npy", "write_npz",
-           "write_text", "write_torch"]
+__all__ = ["atomic_open", "remove_partial", "write_bytes", "write_csv", "write_json",
+           "write_npy", "write_npz", "write_text", "write_torch"]
 
 #: The timestamp of every member of the ``.npz`` files written here (the zip format's epoch).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -42,6 +43,15 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs: Any) -> Iterator[A
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def remove_partial(path: str | Path) -> None:
+    """Remove what ``atomic_open`` left of writes to ``path`` that a kill cut short (a killed
+    process never reaches its cleanup)."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

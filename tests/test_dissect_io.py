@@ -35,3 +35,13 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
             f.write("half")
             raise RuntimeError("killed")
     assert target.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_remove_partial_takes_only_the_unfinished_writes_of_that_file(tmp_path):
+    # what a kill -9 in the middle of atomic_open leaves: the temporary file, never renamed
+    for name in (".iou.npy.k2j3a.tmp", ".iou.npy.zz.tmp", ".units.csv.q1.tmp", "iou.npy",
+                 ".iou.npy.k2j3a"):
+        (tmp_path / name).write_bytes(b"x")
+    io.remove_partial(tmp_path / "iou.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".iou.npy.k2j3a", ".units.csv.q1.tmp", "iou.npy"]

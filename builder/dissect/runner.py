@@ -400,6 +400,8 @@ class _LayerWork:
             "quantile_method": "exact" if self.exact else "sampled",
             "fingerprint": fp,
         })
+        for name in ("iou.npy", "units.csv", "topk.npz", "histogram.npz", "layer.json"):
+            atomic.remove_partial(folder / name)  # a killed earlier attempt's
 
 
 def _num(value: float) -> str:
@@ -574,6 +576,7 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
     atomic.write_json(out / "manifest.json", manifest)
     if checkpoint.exists():
         checkpoint.unlink()
+    atomic.remove_partial(checkpoint)
     try:
         (out / "checkpoints").rmdir()  # only if no other run's checkpoint is left
     except OSError:
