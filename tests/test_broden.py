@@ -18,7 +18,7 @@ def fx(tmp_path):
     return write_broden_fixture(tmp_path / "broden")
 
 
-def _check(sample, expected, with_color=False):
+def _check(sample, expected, with_color=True):
     assert sample.id == expected["id"]
     assert sample.split == expected["split"]
     np.testing.assert_array_equal(sample.image, expected["image"])
@@ -50,8 +50,8 @@ def test_labels_above_255_and_two_part_layers(fx):
 
 
 def test_vocabulary(fx):
-    concepts = {(c.category, c.code): c for c in BrodenSource(fx.root).concepts()}
-    assert ("color", 1) not in concepts  # colors are the builder's job by default
+    concepts = {(c.category, c.code): c for c in BrodenSource(fx.root, colors=False).concepts()}
+    assert ("color", 1) not in concepts  # colors=False: the builder names them
     assert concepts[("scene", 700)] == SourceConcept(700, "street", "scene", ("street-s",))
     assert concepts[("object", 2)].synonyms == ("heavens",)
     # a label in two categories: one concept per category, the main one keeps the number
@@ -61,10 +61,25 @@ def test_vocabulary(fx):
     assert len(codes) == len(set(codes))
 
 
-def test_colors_on_request(fx):
-    src = BrodenSource(fx.root, colors=True)
+def test_own_colors_by_default(fx):
+    src = BrodenSource(fx.root)
+    assert src.ships_colors and src.curated
     assert SourceConcept(1, "black", "color", ("black-c",)) in src.concepts()
     _check(src.sample(0), fx.good[0], with_color=True)
+
+
+def test_colors_left_to_the_builder_on_request(fx):
+    src = BrodenSource(fx.root, colors=False)
+    assert not src.ships_colors
+    assert all(c.category != "color" for c in src.concepts())
+    _check(src.sample(0), fx.good[0], with_color=False)
+
+
+def test_keeps_the_image_file_bytes_and_reports_its_size(fx):
+    src = BrodenSource(fx.root)
+    sample = src.sample(0)
+    assert sample.encoded == (fx.root / "images" / "set" / "a.png").read_bytes()
+    assert src.native_size() == (16, 8)
 
 
 @pytest.mark.parametrize("row", [2, 3, 4, 5, 6, 7, 8])
@@ -116,7 +131,7 @@ def test_fingerprint_changes_with_the_csv_files(fx):
     with open(fx.root / "label.csv", "a") as f:
         f.write("800,lamp,object(1),1,0.1,\n")
     assert src.fingerprint() != before
-    assert BrodenSource(fx.root, colors=True).fingerprint() != src.fingerprint()
+    assert BrodenSource(fx.root, colors=False).fingerprint() != src.fingerprint()
 
 
 def test_pickles_small_and_works_after(fx):

@@ -48,6 +48,8 @@ def test_wheel_contains_templates_and_weights(wheel):
             assert f"builder/templates/{rel}" in names
     for weights in (ROOT / "data" / "demo").glob("*.safetensors"):
         assert f"builder/demo_weights/{weights.name}" in names
+    assert "builder/color_data/w2color.npy" in names  # the w2c table, with its license notice
+    assert "builder/color_data/README.md" in names
     assert "builder/cli/__init__.py" in names and "builder/datasets/probe.py" in names
 
 

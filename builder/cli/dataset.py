@@ -19,16 +19,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "images:PATH (with --segmenter).")
     b.add_argument("sources", nargs="+", metavar="SOURCE")
     b.add_argument("--out", help="dataset folder (default: data/datasets/<name>-<fingerprint>)")
-    b.add_argument("--image-size", type=int, help="image side in pixels "
-                   "(default: the toy world's size, else 224)")
-    b.add_argument("--mask-size", type=int, help="annotation side in pixels "
-                   "(default: the toy world's size, else 112)")
-    b.add_argument("--min-frequency", type=int, default=10,
-                   help="drop concepts in fewer images (default 10, as Broden)")
+    b.add_argument("--image-size", type=int, help="image side in pixels (default: the size "
+                   "the sources ship, e.g. a Broden release's or the toy world's; else 224)")
+    b.add_argument("--mask-size", type=int, help="annotation side in pixels (default: the "
+                   "sources' own, else 112)")
+    b.add_argument("--min-frequency", type=int,
+                   help="drop concepts in fewer images (default: keep every concept of a "
+                   "Broden release; else 10, as Broden was made)")
     b.add_argument("--val-fraction", type=float, default=0.2,
                    help="fraction of images in the val split, by a stable hash of the id")
-    b.add_argument("--image-format", choices=["png", "jpeg"],
-                   help="how images are stored (default: png for the toy world, else jpeg)")
+    b.add_argument("--image-format", choices=["original", "png", "jpeg"],
+                   help="how images are stored (default original: a source's own image "
+                   "bytes where no resize is needed, else lossless png)")
     b.add_argument("--segmenter", help="segmentation model labelling an images:PATH source")
     b.add_argument("--workers", type=int, default=0, help="processes (default: CPU cores)")
     b.add_argument("--strict", action="store_true",

@@ -35,6 +35,10 @@ from .vocabulary import GlobalConcept, Vocabulary, merge_vocabularies
 log = logging.getLogger(__name__)
 
 
+#: How images are stored: see BuildOptions.image_format.
+IMAGE_FORMATS = ("original", "png", "jpeg")
+
+
 @dataclass
 class BuildOptions:
     """Options of a dataset build; every field enters the dataset's fingerprint."""
@@ -43,7 +47,9 @@ class BuildOptions:
     mask_size: int = 112
     min_frequency: int = 10  # Broden kept concepts present in at least 10 images
     val_fraction: float = 0.2
-    image_format: str = "png"  # png (lossless) or jpeg (quality 95)
+    # original: a source's own image bytes when no resize is needed, else png (lossless);
+    # png; or jpeg (quality 95, lossy)
+    image_format: str = "original"
     strict: bool = False  # a bad sample is an error instead of being skipped
     workers: int = 0  # 0 = one per CPU core
     shard_size: int = 250
@@ -57,8 +63,9 @@ class BuildOptions:
             raise ConfigError(f"--min-frequency {self.min_frequency}: expected >= 0")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction {self.val_fraction}: expected 0 <= f < 1")
-        if self.image_format not in ("png", "jpeg"):
-            raise ConfigError(f"--image-format {self.image_format!r}: expected png or jpeg")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ConfigError(f"--image-format {self.image_format!r}: expected "
+                              + ", ".join(IMAGE_FORMATS))
         if self.shard_size < 1:
             raise ConfigError(f"shard size {self.shard_size}: expected >= 1")
 
@@ -114,7 +121,7 @@ def _png(array: np.ndarray) -> bytes:
 
 def _encode_image(image: np.ndarray, fmt: str) -> bytes:
     buf = io.BytesIO()
-    if fmt == "png":
+    if fmt in ("png", "original"):
         Image.fromarray(image).save(buf, format="PNG", compress_level=3)
     else:
         Image.fromarray(image).save(buf, format="JPEG", quality=95)
@@ -138,11 +145,24 @@ def _crop_resize(array: np.ndarray, box: tuple[float, float, float, float], size
     return np.asarray(image)
 
 
+def _stored_image(sample: SourceSample, image: np.ndarray, unchanged: bool,
+                  fmt: str) -> bytes:
+    """The bytes a row stores: the source's own file when kept as is, else ``image`` encoded."""
+    if fmt == "original" and unchanged and sample.encoded is not None:
+        return bytes(sample.encoded)
+    return _encode_image(image, fmt)
+
+
 def process_sample(sample: SourceSample, source_name: str, lut: np.ndarray,
                    color_lut: np.ndarray, options: BuildOptions,
                    pixel_categories: Sequence[str] = PIXEL_CATEGORIES,
-                   image_categories: Sequence[str] = IMAGE_CATEGORIES) -> dict:
-    """Normalise one source sample into a dataset row (global ids, encoded image and masks)."""
+                   image_categories: Sequence[str] = IMAGE_CATEGORIES,
+                   ships_colors: bool = False) -> dict:
+    """Normalise one source sample into a dataset row (global ids, encoded image and masks).
+
+    With ``ships_colors`` the sample's own ``color`` masks are kept like any other category;
+    otherwise the colors are named from the image with the w2c table.
+    """
     image = np.asarray(sample.image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise BadSampleError(f"{sample.id}: image must be HxWx3 uint8, got "
@@ -150,14 +170,16 @@ def process_sample(sample: SourceSample, source_name: str, lut: np.ndarray,
     h, w = image.shape[:2]
     box = _center_box(w, h)
     image = _crop_resize(image, box, options.image_size, Image.Resampling.BICUBIC)
+    unchanged = (h, w) == (options.image_size, options.image_size)
     row: dict = {"id": sample.id, "source": source_name,
                  "split": sample.split or stable_split(sample.id, options.val_fraction),
-                 "image": {"bytes": _encode_image(image, options.image_format), "path": None}}
+                 "image": {"bytes": _stored_image(sample, image, unchanged,
+                                                  options.image_format), "path": None}}
     ids: list[np.ndarray] = []
     counts: list[np.ndarray] = []
     m = options.mask_size
     for cat in pixel_categories:
-        if cat == "color":
+        if cat == "color" and not ships_colors:
             small = _crop_resize(image, (0.0, 0.0, 1.0, 1.0), m, Image.Resampling.BOX)
             layers = [color_lut[name_colors(small)]]
         else:
@@ -248,7 +270,8 @@ def _build_shard(job: _ShardJob) -> list[dict]:
                 if isinstance(sample, BadSampleError):
                     raise sample
                 rows.append(process_sample(sample, source.name, vocab.luts[s],
-                                           vocab.color_lut, options, pixel_cats, image_cats))
+                                           vocab.color_lut, options, pixel_cats, image_cats,
+                                           ships_colors(source)))
             except BadSampleError as e:
                 if options.strict:
                     raise
@@ -262,6 +285,27 @@ def _build_shard(job: _ShardJob) -> list[dict]:
     (partial / "skipped.json").write_text(json.dumps(skipped))
     os.replace(partial, job.path)
     return skipped
+
+
+def ships_colors(source: Source) -> bool:
+    """Whether ``source``'s samples carry its own color masks (kept instead of named)."""
+    return bool(getattr(source, "ships_colors", False))
+
+
+def native_size(source: Source) -> tuple[int, int] | None:
+    """The ``(image side, mask side)`` the source ships every sample at, if it says so."""
+    size = getattr(source, "native_size", None)
+    return tuple(size()) if callable(size) and size() is not None else None
+
+
+def source_record(source: Source, samples: int, options: BuildOptions) -> dict:
+    """What probe.json says of one source: its size, and what the build kept or changed."""
+    native = native_size(source)
+    built = (options.image_size, options.mask_size)
+    return {"name": source.name, "fingerprint": source.fingerprint(), "samples": samples,
+            "native_size": list(native) if native else None,
+            "resized": native is None or tuple(native) != built,
+            "colors": "source" if ships_colors(source) else COLOR_MODEL_VERSION}
 
 
 def _run_shard(job: _ShardJob) -> int:
@@ -330,9 +374,9 @@ def build_dataset(sources: Sequence[Source], out: Path | str | None = None,
         raise DatasetError(f"{out}: exists and is not a concept dataset; "
                            "refusing to overwrite it (choose another --out)")
 
-    vocab = merge_vocabularies([s.name for s in sources], [s.concepts() for s in sources])
-    pixel_cats = [c for c in PIXEL_CATEGORIES
-                  if c == "color" or any(g.category == c for g in vocab.concepts)]
+    vocab = merge_vocabularies([s.name for s in sources], [s.concepts() for s in sources],
+                               [ships_colors(s) for s in sources])
+    pixel_cats = [c for c in PIXEL_CATEGORIES if any(g.category == c for g in vocab.concepts)]
     image_cats = [c for c in IMAGE_CATEGORIES if any(g.category == c for g in vocab.concepts)]
     features = _features(pixel_cats, image_cats)
     sizes = np.array([len(s) for s in sources], dtype=np.int64)
@@ -379,7 +423,8 @@ def build_dataset(sources: Sequence[Source], out: Path | str | None = None,
     areas = np.asarray(table.data.column("areas").combine_chunks().flatten(), dtype=np.float64)
     freq = np.bincount(ids, minlength=n_ids)
     coverage = np.bincount(ids, weights=areas, minlength=n_ids) / np.maximum(freq, 1)
-    keep = [c for c in vocab.concepts if freq[c.id] >= max(options.min_frequency, 1)]
+    # min_frequency 0 keeps every concept, also those no image carries (a release's vocabulary)
+    keep = [c for c in vocab.concepts if freq[c.id] >= options.min_frequency]
     concepts = keep
     if len(keep) < len(vocab.concepts):
         lut = np.zeros(n_ids, dtype=np.int64)
@@ -412,8 +457,7 @@ def build_dataset(sources: Sequence[Source], out: Path | str | None = None,
         "image_size": options.image_size, "mask_size": options.mask_size,
         "categories": {**{c: {"level": "pixel", "layers": layers[c]} for c in pixel_cats},
                        **{c: {"level": "image"} for c in image_cats}},
-        "sources": [{"name": s.name, "fingerprint": s.fingerprint(), "samples": int(n)}
-                    for s, n in zip(sources, sizes)],
+        "sources": [source_record(s, int(n), options) for s, n in zip(sources, sizes)],
         "options": options.content(), "color_model": COLOR_MODEL_VERSION,
         "counts": {"images": len(table), "train": int((splits == "train").sum()),
                    "val": int((splits == "val").sum()), "skipped": len(skipped),

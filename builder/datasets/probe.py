@@ -104,6 +104,11 @@ class ProbeSet:
             self.concept_category[c.id] = self.categories.index(c.category)
         self._table = None
 
+    @property
+    def skipped(self) -> list[dict]:
+        """The bad samples the build skipped: ``source``, ``index``, ``reason`` each."""
+        return list(self.info.get("skipped", []))
+
     # -- rows -------------------------------------------------------------------------
     @property
     def table(self):

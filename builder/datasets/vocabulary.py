@@ -59,16 +59,22 @@ class Vocabulary:
 
 
 def merge_vocabularies(source_names: Sequence[str],
-                       vocabularies: Sequence[Sequence[SourceConcept]]) -> Vocabulary:
-    """Merge sources' vocabularies by (category, canonical name); ids follow category order."""
+                       vocabularies: Sequence[Sequence[SourceConcept]],
+                       ships_colors: Sequence[bool] | None = None) -> Vocabulary:
+    """Merge sources' vocabularies by (category, canonical name); ids follow category order.
+
+    A source that ships its own color masks (``ships_colors``) keeps its color concepts; the
+    builder's 11 color names are added only when some source has its colors named by it.
+    """
+    ships = list(ships_colors) if ships_colors is not None else [False] * len(source_names)
     entries: dict[tuple[str, str], GlobalConcept] = {}
     order: list[tuple[str, str]] = []
     per_source: list[list[tuple[int, tuple[str, str]]]] = []
-    for src, vocab in zip(source_names, vocabularies):
+    for src, vocab, own_colors in zip(source_names, vocabularies, ships):
         mapping = []
         for c in vocab:
-            if c.category not in CATEGORIES or c.category == "color":
-                continue  # colors are named by the builder for every source alike
+            if c.category not in CATEGORIES or (c.category == "color" and not own_colors):
+                continue  # the builder names these colors itself
             key = (c.category, canonical_name(c.name, c.category))
             if key not in entries:
                 entries[key] = GlobalConcept(0, key[1], c.category)
@@ -81,10 +87,12 @@ def merge_vocabularies(source_names: Sequence[str],
                     g.synonyms.append(alias)
             mapping.append((c.code, key))
         per_source.append(mapping)
-    for name in COLOR_NAMES:
+    for name in COLOR_NAMES if not all(ships) else ():
         key = ("color", name)
-        entries[key] = GlobalConcept(0, name, "color", sources=["colornames"])
-        order.append(key)
+        if key not in entries:
+            entries[key] = GlobalConcept(0, name, "color")
+            order.append(key)
+        entries[key].sources.append("colornames")
     # ids by category (object, part, material, color, scene, texture), then first appearance
     order.sort(key=lambda k: CATEGORIES.index(k[0]))
     for i, key in enumerate(order, start=1):
@@ -95,5 +103,6 @@ def merge_vocabularies(source_names: Sequence[str],
         for code, key in mapping:
             lut[code] = entries[key].id
         luts.append(lut)
-    color_lut = np.array([entries[("color", n)].id for n in COLOR_NAMES], dtype=np.int64)
+    color_lut = np.array([entries[("color", n)].id if ("color", n) in entries else 0
+                          for n in COLOR_NAMES], dtype=np.int64)
     return Vocabulary([entries[k] for k in order], luts, color_lut)

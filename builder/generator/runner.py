@@ -25,7 +25,9 @@ import numpy as np
 import torch
 
 from .. import io as atomic
-from ..dissect.manifest import machine_info, software_versions, utc_now
+from ..dissect.manifest import (machine_info, model_record, software_versions, utc_now,
+                                warn_random_weights)
+from ..paths import portable_text, run_relative
 from ..errors import ConfigError
 from ..fingerprint import fingerprint
 from ..intervene.ablation import apply_unit_masks, unit_mask
@@ -203,6 +205,7 @@ def run_gan(model: str | Any, layers: Sequence[str] | str, segmenter: str | Any,
         model, options.weights, seed=options.seed, latent_seed=options.seed,
         latent_dim=options.latent_dim, distribution=options.latent_distribution,
         truncation=options.truncation, output_range=options.output_range, device=device)
+    warn_random_weights(generator.model)
     layers = resolve_layers(generator.module, [layers] if isinstance(layers, str) else layers)
     seg = resolve_segmenter(segmenter, device=str(device)) if not isinstance(segmenter, str) \
         else _segmenter_from_spec(segmenter, options.segmenter_weights, device, options.seed)
@@ -232,15 +235,13 @@ def run_gan(model: str | Any, layers: Sequence[str] | str, segmenter: str | Any,
                                     folder, out, fp, progress)
     atomic.write_json(out / "generator" / "manifest.json", {
         "format": GAN_FORMAT, "format_version": GAN_FORMAT_VERSION, "created": utc_now(),
-        "command": list(command) if command is not None else None,
+        "command": [portable_text(w) for w in command] if command is not None else None,
         "versions": software_versions(),
-        "model": {"spec": generator.model.spec,
-                  "weights": str(generator.model.weights) if generator.model.weights else None,
-                  "weights_sha256": generator.model.weights_sha256,
-                  "kind": generator.model.kind, "layers": list(layers)},
+        "model": model_record(generator.model, layers=list(layers)),
         "latent": generator.latent.describe(), "output_range": list(generator.output_range),
         "segmenter": {"name": seg.name, "fingerprint": seg.fingerprint()},
-        "samples": {"count": samples, "path": str(probe.path), "fingerprint": probe.fingerprint,
+        "samples": {"count": samples, "path": run_relative(probe.path, out / "generator"),
+                    "fingerprint": probe.fingerprint,
                     "image_size": probe.image_size, "mask_size": probe.mask_size,
                     "segmented_now": probe.segmented},
         "concepts": [c.name for c in concepts], "science_concept": top.name,

@@ -231,12 +231,15 @@ def run_ablation(model: Any, layer: str, probe: Any, out: str | Path,
     Writes ``out/ablation/<layer>/`` and returns that folder. ``class_names`` (model output
     order) default to the module's ``class_names`` attribute.
     """
-    from ..dissect.manifest import machine_info, software_versions, utc_now
+    from ..dissect.manifest import (machine_info, model_record, skipped_record,
+                                    software_versions, utc_now, warn_random_weights)
+    from ..paths import portable_spec, portable_text, run_relative
     from ..dissect.runner import resolve_device
     from ..models import resolve_layers
 
     options = options or AblationOptions()
     device = resolve_device(options.device)
+    warn_random_weights(model)
     module = model.module.to(device).eval()
     (layer,) = resolve_layers(module, [layer])
     if not _SAFE_LAYER.fullmatch(layer) or ".." in layer:
@@ -270,15 +273,14 @@ def run_ablation(model: Any, layer: str, probe: Any, out: str | Path,
             "outputs": list(classes.outputs), "mean": mean, "std": std, "mode": "zero"}
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT, "format_version": 1, "created": utc_now(),
-        "command": list(command) if command is not None else None,
+        "command": [portable_text(w) for w in command] if command is not None else None,
         "versions": software_versions(),
-        "model": {"spec": model.spec,
-                  "weights": str(model.weights) if model.weights is not None else None,
-                  "weights_sha256": model.weights_sha256, "seed": getattr(model, "seed", None),
-                  "kind": getattr(model, "kind", None)},
+        "model": model_record(model),
         "layer": layer,
-        "dataset": {"spec": dataset_spec if dataset_spec is not None else str(probe.path),
-                    "path": str(probe.path), "fingerprint": probe.fingerprint,
+        "dataset": {"spec": portable_spec(dataset_spec if dataset_spec is not None
+                                          else str(probe.path)),
+                    "path": run_relative(probe.path, folder), **skipped_record(probe),
+                    "fingerprint": probe.fingerprint,
                     "total_images": len(probe), "image_size": int(probe.image_size),
                     "rank_split": options.rank_split, "eval_split": options.eval_split,
                     "rank_images": int(counts["rank"][keep].sum()),

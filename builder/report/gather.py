@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from builder.errors import DatasetError
+from builder.paths import portable_path, portable_spec, portable_tree
 
 FORMAT = "unitdissect-run"
 FORMAT_VERSION = 1
@@ -266,12 +267,40 @@ class Run:
     @property
     def model_spec(self) -> str:
         """The model spec the run dissected."""
-        return str(_get(self.manifest, "model", "spec", default="unknown model"))
+        return portable_spec(str(_get(self.manifest, "model", "spec", default="unknown model")))
 
     @property
     def dataset_spec(self) -> str:
         """The dataset spec the run probed with."""
-        return str(_get(self.manifest, "dataset", "spec", default="unknown dataset"))
+        return portable_spec(str(_get(self.manifest, "dataset", "spec",
+                                      default="unknown dataset")))
+
+    @property
+    def random_weights(self) -> bool:
+        """Whether the model ran on a random initialisation (older manifests: no weights file
+        for a torchvision model)."""
+        flag = _get(self.manifest, "model", "random_weights")
+        if flag is not None:
+            return bool(flag)
+        weights = _get(self.manifest, "model", "weights")
+        return weights == "random" or (weights is None and
+                                       self.model_spec.startswith("torchvision:"))
+
+    @property
+    def seed(self) -> int | None:
+        """The seed of the model's initialisation, as recorded."""
+        value = _get(self.manifest, "model", "seed")
+        return int(value) if isinstance(value, int) else None
+
+    @property
+    def published_manifest(self) -> dict[str, Any]:
+        """The manifest as pages show it: no absolute path of the machine that made it."""
+        return portable_tree(self.manifest)
+
+    @property
+    def display_path(self) -> str:
+        """The run directory as pages name it (relative to the working folder, or its name)."""
+        return portable_path(self.path)
 
     @property
     def dataset_label(self) -> str:

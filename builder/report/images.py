@@ -239,8 +239,8 @@ class ProbeImages:
             if not run.dataset_path:
                 raise DatasetError("the manifest records no dataset path")
             path = Path(run.dataset_path).expanduser()
-            if not path.is_absolute() and not path.exists():
-                path = run.path / path  # a relative path is read from the run directory
+            if not path.is_absolute() and (run.path / path).exists():
+                path = run.path / path  # manifests name it relative to the run directory
             self._sets[run.slug] = SampleStore(path) if run.generated else ProbeSet(path)
         return self._sets[run.slug]
 

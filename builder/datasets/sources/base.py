@@ -32,6 +32,8 @@ class SourceSample:
     with an empty list means "not annotated for this category" (category-aware IoU skips it).
     ``image_labels[category]`` lists local codes of image-level concepts (scene, texture).
     Label maps may have any size; the builder resizes them (nearest) to the annotation size.
+    ``encoded`` is the image file as the source ships it: the builder stores these bytes as
+    they are when the image needs no crop or resize (no re-encoding, no loss).
     """
 
     id: str
@@ -39,10 +41,19 @@ class SourceSample:
     pixel: dict[str, list[np.ndarray]] = field(default_factory=dict)
     image_labels: dict[str, list[int]] = field(default_factory=dict)
     split: str | None = None  # None: the builder assigns train/val by a stable hash of id
+    encoded: bytes | None = None  # the image file's own bytes, when the source has a file
 
 
 class Source(Protocol):
-    """A probe-data source: a vocabulary plus random access to samples."""
+    """A probe-data source: a vocabulary plus random access to samples.
+
+    Optional members the builder reads when present: ``native_size()`` returns the
+    ``(image side, mask side)`` every sample ships at (None when the sizes vary), so a build
+    of that source alone keeps them; ``ships_colors`` (True) says that the samples carry the
+    source's own ``color`` masks, which the builder keeps instead of naming colors itself;
+    ``curated`` (True) says that the vocabulary was already filtered by its makers (a Broden
+    release), so the builder keeps every concept of it by default.
+    """
 
     #: Short name stored in each row's ``source`` column, e.g. ``toyworld`` or ``broden``.
     name: str

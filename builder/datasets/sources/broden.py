@@ -24,9 +24,13 @@ Names: Broden marks some names with a category suffix (``street-s`` scenes, ``re
 ``-t`` textures and ``-m`` materials are stripped too). The suffix matching the concept's category
 is removed and the original name kept as a synonym, with ``label.csv``'s ``syns``.
 
-Colors: the ``color`` column is ignored by default, because the builder names the colors of
-every source's pixels itself, one way for all sources. ``BrodenSource(path, colors=True)``
-reads Broden's own color masks and color concepts (to inspect or compare them).
+Kept as released: the images' own bytes (``SourceSample.encoded``, stored without
+re-encoding when no resize is needed), the sizes of index.csv (``native_size``: a release of
+one size is built at that size), Broden's own color masks and color concepts
+(``ships_colors``), and every concept of label.csv (``curated``: no frequency filter by
+default). An image or mask whose size differs from its index.csv row is a bad sample.
+``BrodenSource(path, colors=False)`` ignores the ``color`` column instead, and the builder
+then names the colors with the same w2c table Broden used.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ __all__ = ["BrodenSource", "decode_label_png", "read_label_array", "read_rgb_ima
            "strip_suffix"]
 
 #: Bumped whenever the way samples are read changes (it enters the fingerprint).
-READER_VERSION = 1
+READER_VERSION = 2
 
 #: The category suffixes of Broden's names; only the one matching a concept's category is removed.
 CATEGORY_SUFFIXES = {"scene": "-s", "color": "-c", "texture": "-t", "material": "-m"}
@@ -232,8 +236,9 @@ class BrodenSource:
     """A Broden release directory; see the module docstring for the layout and the rules."""
 
     name = "broden"
+    curated = True  # label.csv lists what the release's makers kept: keep all of it
 
-    def __init__(self, path: str | Path, colors: bool = False) -> None:
+    def __init__(self, path: str | Path, colors: bool = True) -> None:
         self.root = Path(path).expanduser()
         self.colors = bool(colors)
         self._table: _Table | None = None
@@ -264,6 +269,31 @@ class BrodenSource:
     def __setstate__(self, state: dict) -> None:
         self.root, self.colors, self._table = state["root"], state["colors"], None
 
+    @property
+    def ships_colors(self) -> bool:
+        """True when Broden's own color masks are read (the builder keeps them as they are)."""
+        return "color" in self._load().luts
+
+    def sizes(self) -> list[tuple[int, int, int, int]]:
+        """The distinct ``(ih, iw, sh, sw)`` of index.csv's rows (sizes left blank as 0)."""
+        table = self._load()
+        cols = [table.columns.index(k) if k in table.columns else None
+                for k in ("ih", "iw", "sh", "sw")]
+
+        def value(row: list[str], i: int | None) -> int:
+            text = row[i].strip() if i is not None and i < len(row) else ""
+            return int(text) if text.isdigit() else 0
+
+        return sorted({tuple(value(r, i) for i in cols) for r in table.rows})
+
+    def native_size(self) -> tuple[int, int] | None:
+        """``(image side, mask side)`` when every row is one square size, else None."""
+        sizes = self.sizes()
+        if len(sizes) != 1:
+            return None
+        ih, iw, sh, sw = sizes[0]
+        return (ih, sh) if ih and sh and ih == iw and sh == sw else None
+
     # -- the Source protocol ----------------------------------------------------------
     def concepts(self) -> Sequence[SourceConcept]:
         """One concept per (label number, category) of the directory's categories."""
@@ -290,7 +320,18 @@ class BrodenSource:
         row = dict(zip(table.columns, table.rows[index]))
         where = f"{self.root / 'index.csv'} row {index + 2}"
         image_path = self._path(row["image"], where)
-        image = read_rgb_image(image_path)
+        try:
+            encoded = image_path.read_bytes()
+        except FileNotFoundError:
+            raise BadSampleError(f"{image_path}: image file does not exist") from None
+        except OSError as e:
+            raise BadSampleError(f"{image_path}: unreadable image ({e.strerror or e})") from None
+        image = read_rgb_image(encoded, image_path)
+        ih, iw = self._int(row, "ih", where), self._int(row, "iw", where)
+        if (ih is not None and image.shape[0] != ih) or (iw is not None and
+                                                          image.shape[1] != iw):
+            raise BadSampleError(f"{where}: image {row['image'].strip()} is {image.shape[1]}x"
+                                 f"{image.shape[0]}, index.csv says {iw}x{ih}")
         sh, sw = self._int(row, "sh", where), self._int(row, "sw", where)
         pixel: dict[str, list[np.ndarray]] = {}
         image_labels: dict[str, list[int]] = {}
@@ -305,7 +346,7 @@ class BrodenSource:
                 pixel[cat] = [self._layer(e, cat, shape, (sh, sw), where) for e in entries]
         image_id = str(PurePosixPath(row["image"]).with_suffix(""))
         return SourceSample(id=image_id, image=image, pixel=pixel, image_labels=image_labels,
-                            split=row.get("split", "").strip() or None)
+                            split=row.get("split", "").strip() or None, encoded=encoded)
 
     # -- helpers ----------------------------------------------------------------------
     def _path(self, entry: str, where: str) -> Path:

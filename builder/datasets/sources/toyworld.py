@@ -660,6 +660,10 @@ class ToyWorld:
         """Render sample ``index``."""
         return render(self.seed, self._check(index), self.size, self.texture_fraction)[0]
 
+    def native_size(self) -> tuple[int, int]:
+        """Images and masks are drawn at ``size`` px: the build keeps that size."""
+        return self.size, self.size
+
     def primitives(self, index: int) -> list[Primitive]:
         """The primitives of sample ``index`` in painter's order (empty for a texture swatch)."""
         return scene_primitives(self.seed, self._check(index), self.texture_fraction)[2]

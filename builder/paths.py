@@ -1,0 +1,65 @@
+"""Paths as published files may name them: never an absolute path of the machine that made them.
+
+A manifest or a page names a file relative to the working folder when it lies inside it, else
+by its file name (its content hash, recorded beside it, says which file it was). Specs that
+carry a path (``broden:/data/broden1_224``, ``/home/me/net.py:build``) keep their form.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path, PurePath
+from typing import Any
+
+__all__ = ["portable_path", "portable_spec", "portable_text", "portable_tree", "run_relative"]
+
+# an absolute POSIX path inside free text: a slash after a start, a space, '=', ':' or a quote
+_ABSOLUTE = re.compile(r"(?:(?<=^)|(?<=[\s=:'\"(]))(/(?!/)[^\s'\"<>()]+)")
+_SPEC_PREFIXES = ("broden:", "images:", "progan:", "stylegan2:", "samples:")
+
+
+def portable_path(path: str | os.PathLike, base: str | os.PathLike | None = None) -> str:
+    """``path`` relative to ``base`` (default: the working folder) if inside it, else its name."""
+    p = PurePath(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    root = Path(base if base is not None else os.getcwd()).resolve()
+    try:
+        return Path(p).resolve().relative_to(root).as_posix() or "."
+    except (ValueError, OSError):
+        return p.name or p.as_posix()
+
+
+def portable_spec(spec: str, base: str | os.PathLike | None = None) -> str:
+    """A model or dataset spec with its path (if any) made portable; the form is kept."""
+    text = str(spec)
+    for prefix in _SPEC_PREFIXES:
+        if text.startswith(prefix):
+            return prefix + portable_path(text[len(prefix):], base)
+    target, colon, attr = text.rpartition(":")
+    if colon and target.endswith(".py"):
+        return f"{portable_path(target, base)}:{attr}"
+    return portable_path(text, base) if PurePath(text).is_absolute() else text
+
+
+def portable_text(text: str, base: str | os.PathLike | None = None) -> str:
+    """Free text with every absolute path in it made portable."""
+    return _ABSOLUTE.sub(lambda m: portable_path(m.group(1), base), str(text))
+
+
+def portable_tree(value: Any, base: str | os.PathLike | None = None) -> Any:
+    """A JSON-like value (a manifest) with every absolute path in its strings made portable."""
+    if isinstance(value, dict):
+        return {k: portable_tree(v, base) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable_tree(v, base) for v in value]
+    if isinstance(value, str):
+        return portable_text(value, base)
+    return value
+
+
+def run_relative(path: str | os.PathLike, run_dir: str | os.PathLike) -> str:
+    """``path`` relative to a run directory (``../../data/x``): a locator with no machine
+    prefix, valid wherever the run and its data move together."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())).as_posix()
