@@ -11,7 +11,8 @@
   imported only when such a segmenter is made).
 
 Importing this module registers ``demo:segmenter`` and every ``torchvision:NAME`` with the
-dataset builder's registry; ``segmenter_from_spec`` also takes weights files and ``hf:`` specs.
+dataset builder's registry, which imports it before every lookup (``images.PLUGIN_MODULES``);
+``segmenter_from_spec`` also takes weights files and ``hf:`` specs.
 """
 
 from __future__ import annotations

@@ -179,3 +179,59 @@ def write_pascal_part_fixture(root: Path) -> dict:
                                                    "part": datasets.Image()}))
     (root / "id2label.json").write_text(json.dumps(names))
     return {"images": images, "object": [obj, obj1], "part": part}
+
+
+# -- MIT Scene Parsing (the parquet branch of zhoubolei/scene_parse_150) ---------------------
+
+#: scene_category names of the fixture's ClassLabel: the first five of the real list
+SCENE_PARSE_SCENES = ["airport_terminal", "art_gallery", "badlands", "ball_pit", "bathroom"]
+
+
+def write_scene_parse_fixture(root: Path) -> dict:
+    """The parquet branch's layout: ``scene_parsing/<split>/0000.parquet`` (+ the other config).
+
+    Validation rows: 0 and 1 good, 2 class 151, 3 annotation of the wrong size, 4 corrupt
+    image, 5 no annotation; the test split has no annotations and no scenes, as on the hub.
+    """
+    import datasets
+
+    size = 12
+    first = np.zeros((size, size), np.uint8)  # 0: other
+    first[:6] = 3  # sky
+    first[6:, :4] = 1  # wall
+    first[9:, 8:] = 150  # flag
+    second = np.full((size, size), 13, np.uint8)  # person
+    second[:2, :2] = 0
+    stray = first.copy()
+    stray[0, 0] = 151
+    images = [rgb(40 + i, size, size) for i in range(6)]
+    annotations = [first, second, stray, np.zeros((size - 1, size), np.uint8), first, None]
+    image_cells = [{"bytes": png(im), "path": f"ADE_val_{i + 1:08d}.jpg"}
+                   for i, im in enumerate(images)]
+    image_cells[4] = {"bytes": b"\xff\xd8 not a jpeg", "path": "ADE_val_00000005.jpg"}
+    features = datasets.Features({"image": datasets.Image(), "annotation": datasets.Image(),
+                                  "scene_category": datasets.ClassLabel(
+                                      names=SCENE_PARSE_SCENES)})
+    rows = {"image": image_cells,
+            "annotation": [None if a is None else {"bytes": png(a), "path": None}
+                           for a in annotations],
+            "scene_category": [4, 0, 4, 2, 1, None]}
+    _write_parquet(root / "scene_parsing" / "validation" / "0000.parquet", rows, features)
+    test_rows = {"image": image_cells[:2], "annotation": [None, None],
+                 "scene_category": [None, None]}
+    _write_parquet(root / "scene_parsing" / "test" / "0000.parquet", test_rows, features)
+    # the branch's other config, in another schema: it must not be read
+    instance = {"image": image_cells[:1],
+                "annotation": [{"bytes": png(np.zeros((size, size, 3), np.uint8)), "path": None}]}
+    _write_parquet(root / "instance_segmentation" / "validation" / "0000.parquet", instance,
+                   datasets.Features({"image": datasets.Image(), "annotation": datasets.Image()}))
+    return {"images": images, "object": [first, second], "scenes": [4, 0], "good": [0, 1],
+            "bad": {2: "class 151, outside 0..150", 3: "is 12x11, the image 12x12",
+                    4: "unreadable image", 5: "no annotation"}}
+
+
+def _write_parquet(path: Path, rows: dict, features) -> None:
+    import datasets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(path))

@@ -99,10 +99,20 @@ def test_fingerprint(tmp_path):
     assert ImageFolderSource(tmp_path / "imgs", BrightnessSegmenter()).fingerprint() != before
 
 
-def test_registry(monkeypatch):
+@pytest.fixture
+def only(monkeypatch):
+    """Replace the registry by ``segmenters`` alone, with no plugin modules to import."""
     from builder.datasets.sources import images
 
-    monkeypatch.setattr(images, "_SEGMENTERS", {})
+    def use(segmenters: dict) -> None:
+        monkeypatch.setattr(images, "_SEGMENTERS", dict(segmenters))
+        monkeypatch.setattr(images, "PLUGIN_MODULES", ())
+
+    return use
+
+
+def test_registry(only):
+    only({})
     with pytest.raises(SpecError, match="none registered yet"):
         get_segmenter("test:brightness")
     register_segmenter("test:brightness", BrightnessSegmenter)
@@ -114,19 +124,17 @@ def test_registry(monkeypatch):
         get_segmenter("other")
 
 
-def test_by_name(tmp_path, monkeypatch):
-    from builder.datasets.sources import images
-
-    monkeypatch.setattr(images, "_SEGMENTERS", {"test:brightness": BrightnessSegmenter})
+def test_by_name(tmp_path, only):
+    only({"test:brightness": BrightnessSegmenter})
     _folder(tmp_path / "imgs")
     src = ImageFolderSource(tmp_path / "imgs", "test:brightness")
     assert src.segmenter.name == "test:brightness"
 
 
-def test_resolve_images(tmp_path, monkeypatch):
-    from builder.datasets.sources import images, resolve_source
+def test_resolve_images(tmp_path, only):
+    from builder.datasets.sources import resolve_source
 
-    monkeypatch.setattr(images, "_SEGMENTERS", {"test:brightness": BrightnessSegmenter})
+    only({"test:brightness": BrightnessSegmenter})
     _folder(tmp_path / "imgs")
     src = resolve_source(f"images:{tmp_path / 'imgs'}", segmenter="test:brightness", colors=True)
     assert isinstance(src, ImageFolderSource) and len(src) == 4
@@ -136,3 +144,50 @@ def test_resolve_images(tmp_path, monkeypatch):
         resolve_source(f"images:{tmp_path / 'imgs'}")
     with pytest.raises(SpecError, match="unknown segmenter 'nope'"):
         resolve_source(f"images:{tmp_path / 'imgs'}", segmenter="nope")
+
+
+def test_lookup_imports_the_plugin_modules(tmp_path, monkeypatch):
+    """A plugin module listed in PLUGIN_MODULES registers its segmenter before any lookup."""
+    import sys
+
+    from builder.datasets.sources import images
+
+    (tmp_path / "my_seg_plugin.py").write_text(
+        "from builder.datasets.sources.images import list_segmenters, register_segmenter\n"
+        "from test_images_source import BrightnessSegmenter\n"
+        "assert 'test:brightness' not in list_segmenters()  # a lookup while importing\n"
+        "register_segmenter('test:brightness', BrightnessSegmenter)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_seg_plugin", raising=False)
+    monkeypatch.setattr(images, "_SEGMENTERS", {})
+    monkeypatch.setattr(images, "PLUGIN_MODULES", ("my_seg_plugin",))
+    assert isinstance(get_segmenter("test:brightness"), BrightnessSegmenter)
+    assert list_segmenters() == ["test:brightness"]  # imported once, not again
+
+
+def test_cli_finds_the_demo_segmenter_in_a_fresh_process(tmp_path):
+    """``dataset build images:DIR --segmenter demo:segmenter`` as a user runs it: nothing but
+    the command has imported the segmenter modules."""
+    import csv
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        image = np.random.default_rng(i).integers(0, 256, (24, 32, 3), np.uint8)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    out = tmp_path / "labelled"
+    done = subprocess.run(
+        [sys.executable, "-m", "builder", "dataset", "build", f"images:{folder}",
+         "--segmenter", "demo:segmenter", "--out", str(out), "--min-frequency", "1",
+         "--workers", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "3 images" in done.stdout
+    with open(out / "concepts.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    labelled = [r for r in rows if r["sources"] == "images"]  # the rest: the builder's colors
+    assert labelled and {r["category"] for r in labelled} <= {"object", "part", "material"}

@@ -162,3 +162,20 @@ def test_transformers_upernet():
     seg = TransformersSegmenter(transformers.UperNetForSemanticSegmentation(config), size=64)
     assert len(seg.concepts()) == 3
     assert seg.segment([np.zeros((40, 40, 3), np.uint8)])[0]["object"][0].shape == (40, 40)
+
+
+@pytest.mark.parametrize("lookup", [
+    "from builder.datasets.sources.images import get_segmenter as find",  # dataset build
+    "from builder.generator.segment import resolve_segmenter as find",  # unitdissect gan
+])
+def test_demo_segmenter_found_in_a_fresh_process(lookup):
+    """Each path that turns a segmenter name into a model finds the built-in ones with nothing
+    else imported first (the registry is filled by importing builder.segmenters)."""
+    import subprocess
+    import sys
+
+    code = f"{lookup}\nprint(find('demo:segmenter').name)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "demo:segmenter"

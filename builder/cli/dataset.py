@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build", help="build (or fetch from the cache) a concept dataset",
                        description="Build a concept dataset from one or more sources, merged "
                        "into one vocabulary. Sources: toyworld[:n=N,seed=S,size=PX], "
-                       "broden:PATH, hf:NAME (ade20k, dtd, pascal-context, pascal-part), "
+                       "broden:PATH, hf:NAME (ade20k, dtd, pascal-context, pascal-part, scene-parse-150), "
                        "images:PATH (with --segmenter).")
     b.add_argument("sources", nargs="+", metavar="SOURCE")
     b.add_argument("--out", help="dataset folder (default: data/datasets/<name>-<fingerprint>)")

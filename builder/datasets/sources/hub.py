@@ -8,6 +8,8 @@ docs/sources.md:
 
 - ``ade20k``: ADE20K full (objects, parts of every level, scenes), ``1aurent/ADE20K``;
 - ``dtd``: Describable Textures (one texture per image), ``tanganke/dtd``;
+- ``scene-parse-150``: the MIT Scene Parsing benchmark (ADE20K's 150 classes, scenes), the
+  parquet branch of ``zhoubolei/scene_parse_150``;
 - ``pascal-context``, ``pascal-part``: label-map images plus an ``id2label.json`` (no public
   hub copy with these annotations is known: give ``path=`` or ``repo=``).
 
@@ -32,8 +34,8 @@ from .base import CATEGORIES, SourceConcept, SourceSample
 from .broden import read_label_array, read_rgb_image
 
 __all__ = ["ADAPTERS", "ADE20KSource", "DTDSource", "HUB_OPTIONS", "HubSource",
-           "LabelMapSource", "PascalContextSource", "PascalPartSource", "open_hub_source",
-           "parse_hub_spec"]
+           "LabelMapSource", "PascalContextSource", "PascalPartSource", "SceneParse150Source",
+           "open_hub_source", "parse_hub_spec"]
 
 #: Bumped whenever an adapter's mapping changes (it enters the fingerprints).
 ADAPTER_VERSION = 1
@@ -56,6 +58,7 @@ class HubConfig:
     data_files: str | list[str] | None
     cache_dir: str | None
     labels: str | None
+    data_dir: str | None = None  # a folder of the repo (or of path=) holding the split files
 
 
 def _wordnet_name(text: str) -> tuple[str, tuple[str, ...]]:
@@ -74,6 +77,10 @@ class HubSource:
 
     name = "hub"
     default_repo: str | None = None
+    #: Branch or commit of ``default_repo`` read when the spec names none (e.g. a parquet branch).
+    default_revision: str | None = None
+    #: Folder of ``default_repo`` (or of a local copy, if it has one) holding the split files.
+    default_data_dir: str | None = None
     default_split = "train"
     required_columns: tuple[str, ...] = ("image",)
 
@@ -85,12 +92,17 @@ class HubSource:
             raise SpecError(f"hf:{self.name}: no public hub copy with these annotations is "
                             "known; give path=DIR (a local copy) or repo=OWNER/NAME",
                             hint="the expected schema is in docs/sources.md")
-        self.config = HubConfig(repo=None if path is not None else (repo or self.default_repo),
-                                revision=revision, split=split or self.default_split,
-                                path=str(Path(path).expanduser()) if path is not None else None,
+        repo = None if path is not None else (repo or self.default_repo)
+        local = str(Path(path).expanduser()) if path is not None else None
+        default_copy = local is None and repo == self.default_repo
+        self.config = HubConfig(repo=repo,
+                                revision=revision or (self.default_revision if default_copy
+                                                      else None),
+                                split=split or self.default_split, path=local,
                                 data_files=data_files,
                                 cache_dir=str(cache_dir) if cache_dir is not None else None,
-                                labels=labels)
+                                labels=labels, data_dir=self._data_dir(default_copy, local,
+                                                                       data_files))
         self._ds = self._load()
         missing = [c for c in self.required_columns if c not in self._ds.column_names]
         if missing:
@@ -102,6 +114,18 @@ class HubSource:
         self._concepts: list[SourceConcept] = self._vocabulary()
 
     # -- loading ----------------------------------------------------------------------
+    def _data_dir(self, default_copy: bool, local: str | None,
+                  data_files: str | list[str] | None) -> str | None:
+        """``default_data_dir`` where it applies: the default repo, or a local copy that has it.
+
+        Given ``data_files`` name the files themselves, so no folder is implied then.
+        """
+        if self.default_data_dir is None or data_files is not None:
+            return None
+        if default_copy or (local is not None and (Path(local) / self.default_data_dir).is_dir()):
+            return self.default_data_dir
+        return None
+
     def _where(self) -> str:
         c = self.config
         origin = c.path if c.path is not None else c.repo + (f"@{c.revision}" if c.revision
@@ -130,6 +154,8 @@ class HubSource:
         else:
             args = (c.repo,)
             kwargs.update(revision=c.revision, data_files=c.data_files)
+        if c.data_dir is not None:
+            kwargs["data_dir"] = c.data_dir
         try:
             return datasets.load_dataset(*args, **kwargs)
         except Exception as e:  # any failure to load is the data's or the network's
@@ -166,8 +192,11 @@ class HubSource:
             data: Any = self._local_hashes
         else:
             data = getattr(self._ds, "_fingerprint", None)  # changes with the resolved files
+        # data_dir enters only when set, so the other adapters keep their fingerprints
+        where = () if c.data_dir is None else (c.data_dir,)
         return fingerprint("hf", self.name, ADAPTER_VERSION, c.repo, c.revision, c.split,
-                           c.data_files, c.labels, data, getattr(self, "_names_hash", None))
+                           c.data_files, c.labels, data, getattr(self, "_names_hash", None),
+                           *where)
 
     def sample(self, index: int) -> SourceSample:
         """Decode row ``index`` into a SourceSample (local codes)."""
@@ -335,6 +364,89 @@ class DTDSource(HubSource):
                             image_labels={"texture": [self._codes[key]]})
 
 
+class SceneParse150Source(HubSource):
+    """MIT Scene Parsing (ADE20K, 150 classes): ``annotation`` objects, ``scene_category``.
+
+    The annotation is a gray map of class indices, 0 = other (unlabelled), ``i`` = class ``i``
+    of objectInfo150 (``sceneparse150_names.OBJECTS``); local object codes are those indices.
+    ``scene_category`` is a ClassLabel (or its plain index) of ``SCENES``; scene ``k`` gets
+    code ``151 + k``, and only the scenes present in the split enter the vocabulary.
+    """
+
+    name = "scene-parse-150"
+    classes = 150  # object classes 1..150 of the annotation maps; scene k is code 151 + k
+    default_repo = "zhoubolei/scene_parse_150"
+    # the repository's own loading script is no longer run by `datasets`; the hub's automatic
+    # parquet conversion of it (one folder per config) is plain data
+    default_revision = "refs/convert/parquet"
+    default_data_dir = "scene_parsing"
+    default_split = "validation"
+    required_columns = ("image", "annotation")
+
+    def _vocabulary(self) -> list[SourceConcept]:
+        from .sceneparse150_names import OBJECTS
+
+        column = self._ds.data.column("annotation")
+        if len(self._ds) and column.null_count == len(self._ds):
+            raise DatasetError(f"{self._where()}: no row has an annotation (the test split of "
+                               "this benchmark is not annotated)", hint="use split=validation "
+                               "or split=train")
+        concepts = []
+        for index, names in enumerate(OBJECTS, start=1):
+            name, synonyms = _wordnet_name(names)
+            concepts.append(SourceConcept(index, name, "object", synonyms))
+        self._scene_names = self._scene_table()
+        present = self._present_scenes()
+        for k in sorted(present):
+            concepts.append(SourceConcept(self.classes + 1 + k, self._scene_names[k], "scene"))
+        return concepts
+
+    def _scene_table(self) -> tuple[str, ...]:
+        """Scene names by ``scene_category`` index: the copy's ClassLabel, else the shipped list."""
+        from .sceneparse150_names import SCENES
+
+        if "scene_category" not in self._ds.column_names:
+            return ()
+        names = getattr(self._ds.features["scene_category"], "names", None)
+        return tuple(names) if names else SCENES
+
+    def _present_scenes(self) -> set[int]:
+        """The scene indices that occur in the split (arrow compute: no image is decoded)."""
+        import pyarrow.compute as pc
+
+        if "scene_category" not in self._ds.column_names:
+            return set()
+        present = set()
+        for k in pc.unique(self._ds.data.column("scene_category")).to_pylist():
+            if k is None or (isinstance(k, int) and k < 0):
+                continue  # no scene recorded for the row
+            if not isinstance(k, int) or k >= len(self._scene_names):
+                raise DatasetError(f"{self._where()}: scene_category {k!r} is not one of the "
+                                   f"{len(self._scene_names)} scene classes")
+            present.add(k)
+        return present
+
+    def _sample(self, index: int, row: dict, where: str) -> SourceSample:
+        if row.get("annotation") is None:
+            raise BadSampleError(f"{where}: no annotation")
+        image = self._image(row["image"], where)
+        classes = self._labels_raw(row["annotation"], where, "annotation")
+        if classes.ndim != 2:
+            raise BadSampleError(f"{where}: annotation is not a gray map of class indices")
+        self._check_shape(classes, image, where, "annotation")
+        top = int(classes.max()) if classes.size else 0
+        if top > self.classes:
+            raise BadSampleError(f"{where}: annotation has class {top}, outside "
+                                 f"0..{self.classes}")
+        image_labels = {}
+        k = row.get("scene_category")
+        if isinstance(k, int) and 0 <= k < len(self._scene_names):
+            image_labels["scene"] = [self.classes + 1 + k]
+        return SourceSample(id=self._sample_id(row, index), image=image,
+                            pixel={"object": [classes.astype(np.uint16)]},
+                            image_labels=image_labels)
+
+
 class LabelMapSource(HubSource):
     """Label-map images (one column per category) named by an ``id2label.json`` file.
 
@@ -443,7 +555,7 @@ class PascalPartSource(LabelMapSource):
 #: Adapters by the NAME of ``hf:NAME``.
 ADAPTERS: dict[str, type[HubSource]] = {
     "ade20k": ADE20KSource, "dtd": DTDSource, "pascal-context": PascalContextSource,
-    "pascal-part": PascalPartSource,
+    "pascal-part": PascalPartSource, "scene-parse-150": SceneParse150Source,
 }
 
 

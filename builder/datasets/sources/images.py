@@ -2,13 +2,16 @@
 
 Segmenters are registered by name (``register_segmenter``) and looked up with
 ``get_segmenter``; real models (``demo:segmenter``, torchvision segmentation models) register
-themselves from their own modules. A segmenter returns, per image, ``category -> label maps``
-in its own codes; maps of an image-level category (scene, texture) are reduced to the set of
-codes they contain.
+themselves from the modules in ``PLUGIN_MODULES``, which every lookup imports first (so a
+lookup finds them whatever the caller imported before). A segmenter returns, per image,
+``category -> label maps`` in its own codes; maps of an image-level category (scene, texture)
+are reduced to the set of codes they contain.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
@@ -19,8 +22,8 @@ from ...fingerprint import fingerprint
 from .base import CATEGORIES, IMAGE_CATEGORIES, SourceConcept, SourceSample
 from .broden import read_rgb_image
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderSource", "Segmenter", "get_segmenter",
-           "list_segmenters", "register_segmenter"]
+__all__ = ["IMAGE_EXTENSIONS", "PLUGIN_MODULES", "ImageFolderSource", "Segmenter",
+           "get_segmenter", "list_segmenters", "register_segmenter"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -50,6 +53,18 @@ class Segmenter(Protocol):
 
 _SEGMENTERS: dict[str, Callable[[], Segmenter]] = {}
 
+#: Modules that register segmenters when imported. They are imported lazily, at the first
+#: lookup: they need torch and the models, which this module must not import (and
+#: ``builder.segmenters`` imports this module, so importing it here at the top would be a cycle).
+PLUGIN_MODULES: tuple[str, ...] = ("builder.segmenters",)
+
+
+def _import_plugins() -> None:
+    """Import every plugin module not imported yet (each registers its segmenters)."""
+    for module in PLUGIN_MODULES:
+        if module not in sys.modules:  # one being imported is there already: no re-entry
+            importlib.import_module(module)
+
 
 def register_segmenter(name: str, factory: Callable[[], Segmenter],
                        replace: bool = False) -> None:
@@ -62,12 +77,14 @@ def register_segmenter(name: str, factory: Callable[[], Segmenter],
 
 
 def list_segmenters() -> list[str]:
-    """The registered segmenter names, sorted."""
+    """The registered segmenter names (the plugins' included), sorted."""
+    _import_plugins()
     return sorted(_SEGMENTERS)
 
 
 def get_segmenter(name: str) -> Segmenter:
     """The segmenter registered as ``name``; SpecError listing the known names otherwise."""
+    _import_plugins()
     if name not in _SEGMENTERS:
         known = ", ".join(list_segmenters()) or "none registered yet"
         raise SpecError(f"unknown segmenter {name!r} (known: {known})",
