@@ -37,10 +37,23 @@ def portable_spec(spec: str, base: str | os.PathLike | None = None) -> str:
     for prefix in _SPEC_PREFIXES:
         if text.startswith(prefix):
             return prefix + portable_path(text[len(prefix):], base)
-    target, colon, attr = text.rpartition(":")
+    head, arguments = _split_arguments(text)
+    target, colon, attr = head.rpartition(":")
     if colon and target.endswith(".py"):
-        return f"{portable_path(target, base)}:{attr}"
+        return f"{portable_path(target, base)}:{attr}{arguments}"
     return portable_path(text, base) if PurePath(text).is_absolute() else text
+
+
+def _split_arguments(text: str) -> tuple[str, str]:
+    """A spec's head and its ``(k=v, ...)`` arguments (kept as written)."""
+    from .errors import SpecError
+    from .models.spec import split_arguments
+
+    try:
+        head, _ = split_arguments(text)
+    except SpecError:
+        return text, ""
+    return head, text[len(head):]
 
 
 def portable_text(text: str, base: str | os.PathLike | None = None) -> str:

@@ -74,3 +74,33 @@ def test_gan_command_user_errors(tmp_path, random_weights, capsys, extra, messag
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_gan_command_on_a_rosinality_checkpoint_with_truncation(tmp_path, capsys):
+    """A StyleGAN2 training checkpoint as train.py saves it (Namespace and optimiser states
+    included), dissected with the truncation trick; the manifest records psi."""
+    from test_checkpoints import rosinality_checkpoint
+
+    path = tmp_path / "080000.pt"
+    rosinality_checkpoint(path)
+    args = ["gan", "--model", f"stylegan2:{path}", "--layers", "convs.1",
+            "--segmenter", "demo:segmenter", "--samples", "8", "--truncation-psi", "0.7",
+            "--truncation-mean", "256", "--out", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "cache"), "--counts", "0,1", "--science-units", "1",
+            "--num-concepts", "1", "--no-insertion", "--gallery-size", "0",
+            "--batch-size", "8", "--device", "cpu"]
+    assert main(args) == 0
+    assert "results in" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "run" / "generator" / "manifest.json").read_text())
+    assert manifest["latent"]["truncation_psi"] == 0.7
+    assert manifest["latent"]["w_average"].startswith("mean of w over 256 latents")
+    assert "--truncation-psi" in manifest["command"]
+
+
+def test_gan_truncation_bound_is_not_psi(tmp_path, random_weights, capsys):
+    args = ["gan", "--model", "demo:generator", "--weights", str(random_weights),
+            "--layers", "layer2", "--samples", "4", "--out", str(tmp_path / "run"),
+            "--device", "cpu", "--truncation", "0.7"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--latent-distribution truncated" in err and "--truncation-psi" in err

@@ -259,3 +259,18 @@ def test_stylegan2_adapter(tmp_path):
     assert split.strategy == "graft"  # later layers read the latent too
     z = generator.latents([4, 5])
     assert torch.allclose(split.tail(split.head(z), z), generator.module(z), atol=1e-5)
+
+
+def test_generators_say_whether_their_weights_are_random(tmp_path):
+    (tmp_path / "gen.py").write_text(
+        "from torch import nn\n\n"
+        "def make():\n"
+        "    net = nn.Sequential(nn.Linear(4, 48), nn.Unflatten(1, (3, 4, 4)))\n"
+        "    net.z_dim = 4\n"
+        "    return net\n\n"
+        "def planted():\n"
+        "    import test_generator\n"
+        "    return test_generator.planted_generator()\n")
+    assert load_generator(f"{tmp_path / 'gen.py'}:make").random_weights
+    assert not load_generator(f"{tmp_path / 'gen.py'}:planted").random_weights  # buffers only
+    assert not load_generator("demo:generator").random_weights

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 import textwrap
 
 import pytest
@@ -14,6 +16,7 @@ from torch import nn
 from builder.errors import LayerError, SpecError, WeightsError
 from builder.models import (
     LayerTrace,
+    ModelSpec,
     list_layers,
     load_model,
     parse_spec,
@@ -24,6 +27,7 @@ from builder.models import (
     to_maps,
 )
 from builder.models import demo as demo_module
+from builder.models import demo_registry  # noqa: F401 - registers demo:classifier
 
 TINY_MODEL_FILE = """
     from torch import nn
@@ -160,6 +164,182 @@ def test_demo_spec(tmp_path, monkeypatch):
     assert "demo:tiny" in str(info.value) and "tiny-random" in info.value.hint
     with pytest.raises(ValueError):
         register_demo("tiny", tiny, None)
+
+
+# --- constructor arguments -------------------------------------------------------------------
+
+ARGS_MODEL_FILE = """
+    from torch import nn
+
+    def build(width=4, depth=1, name="x", shape=(1, 2), extra=None):
+        layers = [nn.Conv2d(3, width, 3, padding=1)]
+        layers += [nn.Conv2d(width, width, 1) for _ in range(depth - 1)]
+        net = nn.Sequential(*layers)
+        net.config = {"name": name, "shape": shape, "extra": extra}
+        return net
+
+    instance = nn.Linear(2, 2)
+"""
+
+
+@pytest.fixture
+def args_file(tmp_path):
+    path = tmp_path / "argnet.py"
+    path.write_text(textwrap.dedent(ARGS_MODEL_FILE))
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, source, target, attr, kwargs",
+    [
+        ("net.py:build(width=8)", "file", "net.py", "build", {"width": 8}),
+        ("pkg.models:Net.small(depth=2, name='a:b(c)')", "module", "pkg.models", "Net.small",
+         {"depth": 2, "name": "a:b(c)"}),
+        ("my (copy)/net.py:build(shape=(3, -1), extra={'k': [1.5, None, True]})", "file",
+         "my (copy)/net.py", "build", {"shape": (3, -1), "extra": {"k": [1.5, None, True]}}),
+        ("torchvision:vgg16(num_classes=365)", "torchvision", "vgg16", None,
+         {"num_classes": 365}),
+        ("net.py:build()", "file", "net.py", "build", {}),
+        ("net.py:build", "file", "net.py", "build", {}),
+    ],
+)
+def test_spec_arguments_parse(text, source, target, attr, kwargs):
+    parsed = parse_spec(text)
+    assert (parsed.source, parsed.target, parsed.attr, parsed.text) == (source, target, attr, text)
+    assert parsed.kwargs == kwargs
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("net.py:build(8)", "positional"),
+        ("net.py:build(*sizes)", "positional"),
+        ("net.py:build(**options)", "**kwargs"),
+        ("net.py:build(width=8, width=9)", "given twice"),
+        ("net.py:build(width=__import__('os').system('echo hi'))", "not a Python literal"),
+        ("net.py:build(width=os.sep)", "not a Python literal"),
+        ("net.py:build(width=8", "malformed"),
+        ("net.py:build(width=8))", "cannot read its arguments"),
+        ("demo:classifier(width=2)", "demo models take no arguments"),
+    ],
+)
+def test_spec_arguments_refused(text, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec(text)
+
+
+def test_spec_arguments_reach_the_callable(args_file):
+    loaded = load_model(f"{args_file}:build(width=6, depth=2, name='pnas', shape=[1])")
+    assert loaded.module[0].out_channels == 6 and len(loaded.module) == 2
+    assert loaded.module.config == {"name": "pnas", "shape": [1], "extra": None}
+    assert loaded.spec.endswith(":build(width=6, depth=2, name='pnas', shape=[1])")
+    with pytest.raises(SpecError, match="unexpected keyword argument 'colour'"):
+        load_model(f"{args_file}:build(colour=1)")
+    with pytest.raises(SpecError, match="module instance, which takes no arguments"):
+        load_model(f"{args_file}:instance(width=2)")
+
+
+def test_spec_copy_with_another_target_keeps_its_arguments(args_file):
+    """A workspace resolves a relative file against its folder by copying the spec with a new
+    target; the arguments written in the spec must survive that."""
+    parsed = parse_spec("argnet.py:build(width=5)")
+    moved = ModelSpec("file", str(args_file), parsed.attr, parsed.text)
+    assert moved.kwargs == {"width": 5}
+    assert load_model(moved).module[0].out_channels == 5
+
+
+def test_torchvision_arguments():
+    loaded = load_model("torchvision:resnet18(num_classes=7)")
+    assert loaded.module.fc.out_features == 7 and loaded.random_weights
+    with pytest.raises(SpecError, match="never downloaded"):
+        load_model("torchvision:resnet18(weights='IMAGENET1K_V1')")
+    with pytest.raises(SpecError, match="building the model"):
+        load_model("torchvision:resnet18(no_such_option=1)")
+
+
+# --- random weights --------------------------------------------------------------------------
+
+SEEDED_FILE = """
+    import torch
+    from torch import nn
+
+    def random_net():
+        return nn.Linear(3, 2)
+
+    def fixed_net():
+        net = nn.Linear(3, 2)
+        with torch.no_grad():
+            net.weight.fill_(0.5)
+            net.bias.zero_()
+        return net
+
+    def no_tensors():
+        return nn.ReLU()
+
+    class Net(nn.Linear):
+        pass
+
+    random_instance = nn.Linear(3, 2)
+    fixed_instance = fixed_net()
+    net_instance = Net(3, 2)
+"""
+
+
+@pytest.fixture
+def seeded_file(tmp_path):
+    path = tmp_path / "seeded.py"
+    path.write_text(textwrap.dedent(SEEDED_FILE))
+    return path
+
+
+def test_random_weights_flag(seeded_file, tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_file(nn.Linear(3, 2).state_dict(), str(path))
+    state = torch.get_rng_state()
+    assert load_model("torchvision:resnet18").random_weights
+    assert load_model("seeded.py:random_net").random_weights
+    assert not load_model("seeded.py:fixed_net").random_weights  # same tensors under any seed
+    assert not load_model("seeded.py:no_tensors").random_weights
+    assert load_model("seeded.py:random_instance").random_weights  # the file is run again
+    assert not load_model("seeded.py:fixed_instance").random_weights
+    kept = load_model("seeded.py:net_instance")
+    assert kept.random_weights  # and the copy run to compare did not replace the file's module:
+    assert sys.modules[type(kept.module).__module__].Net is type(kept.module)
+    assert not load_model("seeded.py:random_net", weights=path).random_weights
+    assert not load_model("demo:classifier").random_weights  # its shipped weights
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_random_weights_keeps_the_model_of_the_requested_seed(tiny_file):
+    loaded = load_model("mymodel.py:make", seed=3)  # built again under seed 4 to compare
+    assert loaded.random_weights
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        expected = tiny()
+    for key, value in expected.state_dict().items():
+        assert torch.equal(loaded.module.state_dict()[key], value)
+    assert loaded.weights_sha256 != load_model("mymodel.py:make", seed=4).weights_sha256
+
+
+def test_random_weights_of_a_module_instance(tmp_path, monkeypatch):
+    package = tmp_path / "seededpkg_for_specs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text(textwrap.dedent(SEEDED_FILE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_model("seededpkg_for_specs.nets:random_instance").random_weights
+    assert not load_model("seededpkg_for_specs.nets:fixed_instance").random_weights
+    assert load_model("seededpkg_for_specs.nets:random_net").random_weights
+
+
+def test_random_weights_of_demo_models(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo_module, "_REGISTRY", {})
+    weights = tmp_path / "tiny.safetensors"
+    save_file(tiny().state_dict(), str(weights))
+    register_demo("tiny", tiny, str(weights))
+    register_demo("tiny-random", tiny, None)
+    assert not load_model("demo:tiny").random_weights
+    assert load_model("demo:tiny-random").random_weights
 
 
 # --- weights ---------------------------------------------------------------------------------

@@ -41,8 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="latent size (default: the model's declared one)")
     p.add_argument("--latent-distribution", default="normal", metavar="normal|uniform|truncated",
                    help="default normal")
-    p.add_argument("--truncation", type=float, default=2.0, metavar="T",
-                   help="bound of the truncated normal (default 2)")
+    p.add_argument("--truncation", type=float, metavar="T",
+                   help="bound of --latent-distribution truncated (default 2); StyleGAN's "
+                   "truncation trick is --truncation-psi")
+    p.add_argument("--truncation-psi", type=float, default=1.0, metavar="PSI",
+                   help="the truncation trick in W space, as rosinality's generate.py "
+                   "--truncation: w = w_avg + PSI * (w - w_avg), PSI in [0, 1] (default 1: "
+                   "off; stylegan2: generators)")
+    p.add_argument("--truncation-mean", type=int, default=4096, metavar="N",
+                   help="w_avg is the mean w of N latents when the checkpoint stores no "
+                   "latent_avg (default 4096)")
     p.add_argument("--output-range", metavar="LOW,HIGH",
                    help="range of the generator's output pixels (default -1,1)")
     p.add_argument("--concepts", metavar="A,B",
@@ -121,6 +129,19 @@ def _pair(text: str | None) -> tuple[float, float] | None:
     return low, high
 
 
+def _truncation_bound(args: argparse.Namespace) -> float:
+    """``--truncation``, refused where it would be ignored: StyleGAN users mean psi by it."""
+    from ..errors import ConfigError
+
+    if args.truncation is None:
+        return 2.0
+    if args.latent_distribution != "truncated":
+        raise ConfigError("--truncation is the bound of --latent-distribution truncated, "
+                          f"which is not in use (--latent-distribution {args.latent_distribution})",
+                          hint="for StyleGAN's truncation trick use --truncation-psi PSI")
+    return args.truncation
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate the options, run the generator experiments, print the science check."""
     import json
@@ -142,10 +163,11 @@ def run(args: argparse.Namespace) -> int:
         iou_threshold=args.iou_threshold, images_per_pass=args.images_per_pass,
         strategy=args.strategy, cache_dir=args.cache_dir, weights=args.weights,
         latent_dim=args.latent_dim, latent_distribution=args.latent_distribution,
-        truncation=args.truncation, output_range=_pair(args.output_range),
+        truncation=_truncation_bound(args), output_range=_pair(args.output_range),
+        truncation_psi=args.truncation_psi, truncation_mean=args.truncation_mean,
         segmenter_weights=args.segmenter_weights)
-    out = run_gan(args.model, layers, args.segmenter, args.samples, args.out, options,
-                  progress=sys.stderr.isatty(),
+    out = run_gan(args.model, layers, args.segmenter, args.samples, args.out,
+                  options, progress=sys.stderr.isatty(),
                   command=reproducing_command("gan", args, {"insertion": "--no-insertion"}))
     for layer in layers:
         folder = out / "generator" / layer

@@ -89,6 +89,7 @@ def model_record(model: Any, **extra: Any) -> dict[str, Any]:
             "weights": "random" if random_weights(model) else
             (portable_path(weights) if weights is not None else None),
             "random_weights": random_weights(model),
+            "weights_layout": getattr(model, "weights_layout", None),
             "weights_sha256": model.weights_sha256, "seed": getattr(model, "seed", None),
             "kind": getattr(model, "kind", None), **extra}
 

@@ -2,7 +2,12 @@
 
 ``progan:FILE`` reads a state dict in the layout of the PyTorch conversions of Karras et al.'s
 Progressive GAN used by GAN Dissection: ``layer1 .. layerN`` (``.conv.weight``, ``.wscale.b``)
-and ``output_RxR``. Each block is pixel norm, (nearest x2 upsampling on odd layers from 3 on),
+and ``output_RxR``, or in the older layout of the first PyTorch port (``features.<i>.conv.weight``,
+``features.<i>.wscale.scale`` and ``.b``, ``output.*``), renamed as GAN Dissection's loader
+renames it (``features.<i>`` -> ``layer<i+1>``, ``output`` -> ``output_RxR``). That port stored
+each layer's scale; the scale used is the equalised-learning-rate constant, and a stored one
+that differs from it is folded into the convolution so the layer computes the same thing.
+Each block is pixel norm, (nearest x2 upsampling on odd layers from 3 on),
 a bias-free convolution scaled by the equalised-learning-rate constant ``gain / sqrt(fan_in)``
 plus a bias, and a leaky ReLU (0.2); ``layer1`` turns the 1x1 latent into 4x4 (kernel 4,
 padding 3); the output block is a 1x1 convolution to RGB, not clamped. The channel widths are
@@ -12,10 +17,16 @@ layer and run only the layers after it.
 ``stylegan2:FILE`` reads a generator state dict in the layout of the popular PyTorch StyleGAN2
 re-implementation (``style.*`` mapping network, ``input.input``, ``conv1``, ``to_rgb1``,
 ``convs.<i>``, ``to_rgbs.<i>``, ``noises.noise_<i>``), as a ``.safetensors`` or ``.pt`` file
-holding that state dict or ``{"g_ema": state_dict}`` (tensors only: files that pickle other
-objects, such as training arguments, are refused; save ``ckpt["g_ema"]`` alone). The noise
-inputs are the stored ``noises`` buffers (no fresh noise per call), so a latent always gives
-the same image; no truncation is applied. Dissectable layers: ``conv1``, ``convs.0`` ...
+holding that state dict, or that re-implementation's training checkpoint as it is: a dict with
+``g``, ``d``, ``g_ema``, the optimisers' states and ``args`` (an ``argparse.Namespace``). Only
+``g_ema`` is used; the file is read with ``torch.load(weights_only=True)`` and
+``argparse.Namespace`` as the one extra allowed class, so a file that pickles anything else is
+refused and nothing in it is executed. A stored ``latent_avg`` (as its weight converter
+writes) is the average ``w`` of the truncation trick; otherwise ``set_truncation`` computes
+it as its generate.py does (``mean_latent``: the mean of ``style(z)`` over N latents, here
+drawn from ``numpy.random.default_rng(0)`` so it is the same everywhere). The noise inputs are
+the stored ``noises`` buffers (no fresh noise per call), so a latent always gives the same
+image. Dissectable layers: ``conv1``, ``convs.0`` ...
 Because every synthesis layer also reads the latent, interventions "graft" (the whole
 generator runs with the edited layer output substituted).
 
@@ -25,21 +36,28 @@ implementations on released checkpoints is not verified here (docs/generator.md)
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections import OrderedDict
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import SpecError, WeightsError
 from ..models import LoadedModel
-from ..models.weights import check_fits, read_state_dict, sha256_file
+from ..models.weights import as_state_dict, check_fits, read_checkpoint, sha256_file
+from .sampler import TRUNCATION_MEAN
 
-__all__ = ["ProGANGenerator", "StyleGAN2Generator", "load_adapter", "progan_sizes",
-           "stylegan2_config"]
+__all__ = ["ProGANGenerator", "StyleGAN2Generator", "load_adapter", "progan_from_old_layout",
+           "progan_sizes", "read_generator_checkpoint", "stylegan2_config"]
+
+#: Classes a generator checkpoint may pickle besides tensors: training scripts save their
+#: ``argparse`` arguments, which are data only. Nothing else is allowed.
+CHECKPOINT_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
 
 
 # ============================================================================ Progressive GAN
@@ -134,6 +152,43 @@ def progan_sizes(state: Mapping[str, torch.Tensor]) -> list[int]:
     if len(sizes) < 2:
         raise WeightsError("not a Progressive GAN state dict (no layer1.conv.weight)")
     return sizes
+
+
+def progan_from_old_layout(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A ``features.<i>`` / ``output`` state dict renamed to ``layer<i+1>`` / ``output_RxR``
+    (other state dicts are returned as they are)."""
+    if "features.0.conv.weight" not in state:
+        return dict(state)
+    rest = dict(state)
+    converted: dict[str, torch.Tensor] = {}
+    count = 0
+    while f"features.{count}.conv.weight" in rest:
+        _move_old_block(rest, converted, f"features.{count}", f"layer{count + 1}",
+                        gain=math.sqrt(2))
+        count += 1
+    side = 4 * 2 ** ((count - 1) // 2)
+    if "output.conv.weight" in rest:
+        _move_old_block(rest, converted, "output", f"output_{side}x{side}", gain=1.0)
+    converted.update(rest)  # anything left is not part of the layout: check_fits names it
+    return converted
+
+
+def _move_old_block(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor], source: str,
+                    target: str, gain: float) -> None:
+    """Move one block's conv weight and bias, folding a stored scale that is not the
+    constant ``gain / kernel / sqrt(in_channels)`` into the weight."""
+    weight = old.pop(f"{source}.conv.weight")
+    stored = old.pop(f"{source}.wscale.scale", None)
+    if stored is not None and stored.numel() == 1:
+        constant = gain / weight.shape[-1] / math.sqrt(weight.shape[1])
+        ratio = float(stored.double().item()) / constant
+        if not math.isclose(ratio, 1.0, rel_tol=1e-6):
+            weight = (weight.double() * ratio).to(weight.dtype)
+    elif stored is not None:
+        old[f"{source}.wscale.scale"] = stored  # not a scalar: left for check_fits to name
+    new[f"{target}.conv.weight"] = weight
+    if f"{source}.wscale.b" in old:
+        new[f"{target}.wscale.b"] = old.pop(f"{source}.wscale.b")
 
 
 # ============================================================================ StyleGAN2
@@ -264,6 +319,11 @@ class StyleGAN2Generator(nn.Module):
                  ) -> None:
         super().__init__()
         self.size, self.style_dim = size, style_dim
+        # the truncation trick (off at 1): w -> w_avg + psi * (w - w_avg); w_avg is not a
+        # weight of the state dict (a checkpoint may store it beside, as ``latent_avg``)
+        self.truncation_psi = 1.0
+        self.w_avg_stored = False
+        self.register_buffer("w_avg", torch.zeros(style_dim), persistent=False)
         log_size = int(math.log2(size))
         if 2 ** log_size != size or size < 8:
             raise ValueError(f"size must be a power of two >= 8, got {size}")
@@ -287,9 +347,42 @@ class StyleGAN2Generator(nn.Module):
             self.to_rgbs.append(_ToRGB(out, style_dim))
             width = out
 
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        """``w`` for latents ``z`` [B, style_dim]: pixel norm, then the mapping network."""
+        return self.style(_pixel_norm(z.reshape(z.shape[0], -1, 1, 1)).flatten(1))
+
+    @torch.no_grad()
+    def mean_latent(self, samples: int = TRUNCATION_MEAN, seed: int = 0) -> torch.Tensor:
+        """The mean ``w`` [style_dim] of ``samples`` latents from ``default_rng(seed)``."""
+        rng = np.random.default_rng(seed)
+        z = torch.from_numpy(rng.standard_normal((samples, self.style_dim), dtype=np.float32))
+        total = torch.zeros(self.style_dim, dtype=torch.float64, device=self.w_avg.device)
+        for chunk in z.split(1024):  # bounded memory for large sample counts
+            total += self.mapping(chunk.to(self.w_avg.device)).double().sum(0)
+        return (total / samples).float()
+
+    def set_latent_average(self, w_avg: torch.Tensor) -> None:
+        """Use a stored mean ``w`` (a checkpoint's ``latent_avg``) for the truncation trick."""
+        w_avg = w_avg.detach().reshape(-1)
+        if w_avg.numel() != self.style_dim:
+            raise WeightsError(f"latent_avg has {w_avg.numel()} values, the generator's w "
+                               f"has {self.style_dim}")
+        self.w_avg.copy_(w_avg.to(self.w_avg))
+        self.w_avg_stored = True
+
+    def set_truncation(self, psi: float, samples: int = TRUNCATION_MEAN) -> bool:
+        """Apply the truncation trick with ``psi`` (1: off); the mean ``w`` is the stored one,
+        else that of ``samples`` latents. Returns whether the stored one is used."""
+        if psi != 1.0 and not self.w_avg_stored:
+            self.w_avg.copy_(self.mean_latent(samples))
+        self.truncation_psi = float(psi)
+        return self.w_avg_stored
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Images for latents ``z`` [B, style_dim] (one w for every layer, stored noise)."""
-        w = self.style(_pixel_norm(z.reshape(z.shape[0], -1, 1, 1)).flatten(1))
+        w = self.mapping(z)
+        if self.truncation_psi != 1.0:
+            w = self.w_avg + self.truncation_psi * (w - self.w_avg)
         noise = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
         out = self.input.input.expand(z.shape[0], -1, -1, -1)
         out = self.conv1(out, w, noise[0])
@@ -315,25 +408,34 @@ def stylegan2_config(state: Mapping[str, torch.Tensor]) -> dict:
             "n_mlp": n_mlp, "channels": channels}
 
 
-def _generator_state(path: Path) -> dict[str, torch.Tensor]:
-    """A generator state dict from ``path``; ``{"g_ema": ...}`` and ``g_ema.`` are unwrapped."""
-    try:
-        state = read_state_dict(path)
-    except WeightsError:
-        if path.suffix.lower() not in (".pt", ".pth", ".ckpt", ".bin"):
-            raise
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:
-            raise WeightsError(
-                f"refused to load {path}: it holds more than tensors",
-                hint='save the generator alone: torch.save(ckpt["g_ema"], "g_ema.pt")') from None
-        if not (isinstance(loaded, Mapping) and isinstance(loaded.get("g_ema"), Mapping)):
-            raise
-        state = dict(loaded["g_ema"])
+def read_generator_checkpoint(path: str | Path
+                              ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """The generator state dict in ``path`` and its stored ``latent_avg`` (or None).
+
+    A training checkpoint ``{"g": ..., "d": ..., "g_ema": ..., "args": Namespace, ...}`` gives
+    its ``g_ema``; a plain state dict (or ``{"state_dict": ...}``) is itself; a shared
+    ``g_ema.`` key prefix is stripped. Nothing but tensors, containers, primitives and
+    ``argparse.Namespace`` is unpickled.
+    """
+    path = Path(path)
+    loaded = read_checkpoint(path, safe_globals=CHECKPOINT_GLOBALS, refused_hint=(
+        "a checkpoint may hold tensors, containers, numbers, strings and argparse.Namespace "
+        "only; save the generator alone: torch.save(ckpt['g_ema'], 'g_ema.pt')"))
+    latent_avg = None
+    if isinstance(loaded, Mapping):
+        if isinstance(loaded.get("latent_avg"), torch.Tensor):
+            latent_avg = loaded["latent_avg"]
+        if isinstance(loaded.get("g_ema"), Mapping):
+            loaded = loaded["g_ema"]
+        elif latent_avg is not None:
+            loaded = {k: v for k, v in loaded.items() if k != "latent_avg"}
+        elif isinstance(loaded.get("g"), Mapping):
+            raise WeightsError(f"{path} is a training checkpoint without 'g_ema'",
+                               hint='save the generator: torch.save(ckpt["g"], "g.pt")')
+    state = as_state_dict(loaded, path)
     if state and all(k.startswith("g_ema.") for k in state):
         state = {k[len("g_ema."):]: v for k, v in state.items()}
-    return state
+    return state, latent_avg
 
 
 def load_adapter(spec: str, device: str | torch.device = "cpu"
@@ -343,21 +445,26 @@ def load_adapter(spec: str, device: str | torch.device = "cpu"
     path = Path(target).expanduser()
     if not target:
         raise SpecError(f"{spec!r}: give the checkpoint file, e.g. {kind}:generator.pth")
-    state = _generator_state(path)
+    if kind not in ("progan", "stylegan2"):
+        raise SpecError(f"unknown generator adapter {kind!r}", hint="use progan: or stylegan2:")
+    state, latent_avg = read_generator_checkpoint(path)
+    layout = None
     if kind == "progan":
+        if "features.0.conv.weight" in state:
+            state, layout = progan_from_old_layout(state), "progan-features"
         sizes = progan_sizes(state)
         module: nn.Module = ProGANGenerator(sizes)
         latent = sizes[0]
-    elif kind == "stylegan2":
+    else:
         config = stylegan2_config(state)
         module = StyleGAN2Generator(**config)
         latent = config["style_dim"]
-    else:
-        raise SpecError(f"unknown generator adapter {kind!r}", hint="use progan: or stylegan2:")
     check_fits(module, state, str(path))
     module.load_state_dict(state, strict=True)
+    if latent_avg is not None and isinstance(module, StyleGAN2Generator):
+        module.set_latent_average(latent_avg)
     module.to(device).eval()
     loaded = LoadedModel(module=module, spec=spec, weights=path, weights_sha256=sha256_file(path),
                          input_size=None, mean=(0.5,) * 3, std=(0.5,) * 3, kind="generator",
-                         input_shape=(latent,))
+                         input_shape=(latent,), random_weights=False, weights_layout=layout)
     return loaded, (-1.0, 1.0)

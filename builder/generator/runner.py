@@ -83,7 +83,9 @@ class GanOptions:
     weights: str | None = None  # the generator's weights file
     latent_dim: int | None = None  # None: the model's declared latent size
     latent_distribution: str = "normal"  # normal | uniform | truncated
-    truncation: float = 2.0
+    truncation: float = 2.0  # bound of the truncated normal
+    truncation_psi: float = 1.0  # StyleGAN's truncation trick in W space (1: off)
+    truncation_mean: int = 4096  # latents averaged for w_avg when a checkpoint stores none
     output_range: tuple[float, float] | None = None  # None: [-1, 1]
     segmenter_weights: str | None = None
 
@@ -204,7 +206,8 @@ def run_gan(model: str | Any, layers: Sequence[str] | str, segmenter: str | Any,
     generator = load_generator(
         model, options.weights, seed=options.seed, latent_seed=options.seed,
         latent_dim=options.latent_dim, distribution=options.latent_distribution,
-        truncation=options.truncation, output_range=options.output_range, device=device)
+        truncation=options.truncation, output_range=options.output_range, device=device,
+        truncation_psi=options.truncation_psi, truncation_mean=options.truncation_mean)
     warn_random_weights(generator.model)
     layers = resolve_layers(generator.module, [layers] if isinstance(layers, str) else layers)
     seg = resolve_segmenter(segmenter, device=str(device)) if not isinstance(segmenter, str) \
@@ -267,6 +270,8 @@ def _segmenter_from_spec(spec: str, weights: str | None, device: torch.device, s
 def result_options(options: GanOptions) -> dict[str, Any]:
     """The options that shape the results (not where or how fast they are computed)."""
     skip = {"device", "cache_dir", "images_per_pass", "batch_size", "strategy"}
+    if options.truncation_psi == 1.0:  # off: older runs' fingerprints stay valid
+        skip |= {"truncation_psi", "truncation_mean"}
     return {k: v for k, v in dataclasses.asdict(options).items() if k not in skip}
 
 

@@ -6,12 +6,17 @@ latent, its distribution and the seed. Latent ``i`` is drawn from its own random
 or on which other samples are drawn. ``load_generator`` resolves ``--model`` specs: every form
 ``load_model`` knows (``demo:generator``, ``FILE.py:CALLABLE``, ...) plus the checkpoint
 adapters ``progan:FILE`` and ``stylegan2:FILE`` (``adapters.py``).
+
+The truncation trick of StyleGAN (``truncation_psi`` < 1) acts in W space, after the mapping
+network: ``w = w_avg + psi * (w - w_avg)``. It is the generator module's to apply (so edited
+runs of the generator apply it too): a module with ``set_truncation(psi, samples)`` (the
+``stylegan2:`` adapter) takes it; other generators refuse a psi below 1.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,6 +35,9 @@ __all__ = ["DISTRIBUTIONS", "Generator", "LatentSpec", "load_generator", "sample
 DISTRIBUTIONS = ("normal", "uniform", "truncated")
 #: Bumped whenever the latents drawn for the same spec change (enters every fingerprint).
 SAMPLER_VERSION = 1
+#: Latents averaged for the mean ``w`` of the truncation trick, unless the checkpoint has one
+#: (the default of rosinality's generate.py, ``--truncation_mean``).
+TRUNCATION_MEAN = 4096
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class LatentSpec:
     distribution: str = "normal"
     truncation: float = 2.0  # only for "truncated"
     seed: int = 0
+    truncation_psi: float = 1.0  # the truncation trick in W space; 1: off
+    truncation_mean: int | None = TRUNCATION_MEAN  # latents averaged for w_avg; None: stored
 
     def __post_init__(self) -> None:
         shape = (self.shape,) if isinstance(self.shape, int) else tuple(self.shape)
@@ -55,15 +65,42 @@ class LatentSpec:
             problems.append(f"--truncation must be a positive number, got {self.truncation!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             problems.append(f"--seed must be a non-negative integer, got {self.seed!r}")
+        psi = self.truncation_psi
+        if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not 0 <= psi <= 1:
+            problems.append(f"--truncation-psi must be in [0, 1] (1: no truncation), got {psi!r}")
+        mean = self.truncation_mean
+        if mean is not None and (isinstance(mean, bool) or not isinstance(mean, int) or mean < 1):
+            problems.append(f"--truncation-mean must be a positive integer, got {mean!r}")
         if problems:
             raise ConfigError("; ".join(problems))
 
     def describe(self) -> dict[str, Any]:
-        """The spec as plain JSON values (for manifests and fingerprints)."""
-        return {"shape": list(self.shape), "distribution": self.distribution,
-                "truncation": float(self.truncation) if self.distribution == "truncated" else None,
-                "seed": self.seed, "version": SAMPLER_VERSION,
-                "rule": "z_i from numpy.random.default_rng([seed, i])"}
+        """The spec as plain JSON values (for manifests): ``identity()`` plus the W-space
+        truncation, always stated."""
+        return {**self.identity(), "truncation_psi": float(self.truncation_psi),
+                "w_average": self.w_average()}
+
+    def identity(self) -> dict[str, Any]:
+        """What the samples depend on, for fingerprints: the truncation keys only when the
+        truncation trick is on, so sample caches made before it existed stay valid."""
+        described = {"shape": list(self.shape), "distribution": self.distribution,
+                     "truncation": float(self.truncation) if self.distribution == "truncated"
+                     else None,
+                     "seed": self.seed, "version": SAMPLER_VERSION,
+                     "rule": "z_i from numpy.random.default_rng([seed, i])"}
+        if self.truncation_psi != 1:
+            described.update(truncation_psi=float(self.truncation_psi),
+                             w_average=self.w_average())
+        return described
+
+    def w_average(self) -> str | None:
+        """Where the truncation trick's mean ``w`` comes from (None: the trick is off)."""
+        if self.truncation_psi == 1:
+            return None
+        if self.truncation_mean is None:
+            return "the checkpoint's latent_avg"
+        return (f"mean of w over {self.truncation_mean} latents z from "
+                "numpy.random.default_rng(0)")
 
 
 def sample_latents(spec: LatentSpec, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
@@ -117,6 +154,11 @@ class Generator:
         reference = next(iter(self.module.parameters()), None)
         return reference.device if reference is not None else torch.device("cpu")
 
+    @property
+    def random_weights(self) -> bool:
+        """Whether the generator's weights are a random initialisation (``LoadedModel``)."""
+        return self.model.random_weights
+
     def latents(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
         """The latents of samples ``indices``, on the generator's device."""
         return sample_latents(self.latent, indices).to(self.device)
@@ -140,7 +182,7 @@ class Generator:
     def fingerprint(self) -> str:
         """Changes whenever the samples would: model, weights, latent spec, output range."""
         return fingerprint("generator", self.model.spec, self.model.weights_sha256,
-                           self.latent.describe(), list(self.output_range))
+                           self.latent.identity(), list(self.output_range))
 
 
 def load_generator(model: str | LoadedModel | Generator | nn.Module,
@@ -148,8 +190,11 @@ def load_generator(model: str | LoadedModel | Generator | nn.Module,
                    latent_seed: int = 0, latent_dim: int | Sequence[int] | None = None,
                    distribution: str = "normal", truncation: float = 2.0,
                    output_range: tuple[float, float] | None = None,
-                   device: str | torch.device = "cpu") -> Generator:
-    """A Generator from a spec (``demo:generator``, ``progan:FILE``, ``stylegan2:FILE``, ...)."""
+                   device: str | torch.device = "cpu", truncation_psi: float = 1.0,
+                   truncation_mean: int = TRUNCATION_MEAN) -> Generator:
+    """A Generator from a spec (``demo:generator``, ``progan:FILE``, ``stylegan2:FILE``, ...);
+    ``truncation_psi`` < 1 applies the truncation trick in W space (module ``set_truncation``).
+    A Generator passed in is returned as it is."""
     if isinstance(model, Generator):
         model.module.to(device).eval()
         return model
@@ -161,6 +206,7 @@ def load_generator(model: str | LoadedModel | Generator | nn.Module,
             raise SpecError(f"{model}: the checkpoint is the weights", hint="drop --weights")
     else:
         if isinstance(model, nn.Module):
+            # a module passed in: whether its weights were trained is the caller's to know
             loaded = LoadedModel(module=model.to(device).eval(), spec=type(model).__name__,
                                  weights=None, weights_sha256=state_dict_sha256(
                                      model.state_dict()), input_size=None, mean=(0.5,) * 3,
@@ -178,8 +224,26 @@ def load_generator(model: str | LoadedModel | Generator | nn.Module,
         raise ConfigError(f"the latent size of {loaded.spec} is unknown",
                           hint="give it with --latent-dim N")
     latent = LatentSpec(shape=(shape,) if isinstance(shape, int) else tuple(shape),
-                        distribution=distribution, truncation=truncation, seed=latent_seed)
+                        distribution=distribution, truncation=truncation, seed=latent_seed,
+                        truncation_psi=truncation_psi, truncation_mean=truncation_mean)
+    latent = _apply_truncation(loaded, latent)
     low, high = output_range if output_range is not None else default_range
     if not high > low:
         raise ConfigError(f"--output-range must be LOW,HIGH with LOW < HIGH, got {low},{high}")
     return Generator(loaded, latent, (float(low), float(high)))
+
+
+def _apply_truncation(loaded: LoadedModel, latent: LatentSpec) -> LatentSpec:
+    """Set the module's W-space truncation; the spec says where its mean ``w`` came from."""
+    setter = getattr(loaded.module, "set_truncation", None)
+    if not callable(setter):
+        if latent.truncation_psi != 1:
+            raise ConfigError(f"--truncation-psi needs a generator with a mapping network; "
+                              f"{loaded.spec} has none",
+                              hint="use it with stylegan2:FILE (or a module with a "
+                              "set_truncation(psi, samples) method)")
+        return latent
+    with torch.no_grad():
+        stored = setter(float(latent.truncation_psi), int(latent.truncation_mean or
+                                                            TRUNCATION_MEAN))
+    return replace(latent, truncation_mean=None) if stored else latent

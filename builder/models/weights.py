@@ -1,7 +1,10 @@
 """Safe loading of weight files into models, and content hashes of weights.
 
 ``.pth``/``.pt`` files are read with ``torch.load(weights_only=True)``: a file that needs pickled
-code is refused with a WeightsError, and that code is never executed.
+code is refused with a WeightsError, and that code is never executed. ``read_checkpoint`` lets a
+caller allow a few more classes that hold data only (e.g. ``argparse.Namespace``, which training
+scripts save beside the weights). A state dict in a known foreign layout (``layouts.py``, e.g.
+the PNAS code's VGG-16 names) is renamed to the model's keys on loading.
 """
 
 from __future__ import annotations
@@ -9,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import WeightsError
+from .layouts import adapt_layout
 
 #: File suffixes read with torch.load (weights only) and with safetensors.
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
@@ -57,20 +61,32 @@ def read_state_dict(
     own keys) all carry it too.
     """
     path = Path(path)
+    return as_state_dict(read_checkpoint(path), path, expected_keys)
+
+
+def read_checkpoint(path: str | Path, safe_globals: Iterable[type] = (),
+                    refused_hint: str | None = None) -> object:
+    """What a weights file holds, read without running pickled code.
+
+    ``.safetensors`` give a dict of tensors; torch files are read with
+    ``torch.load(weights_only=True)``, which rebuilds tensors, containers and primitives plus
+    the classes in ``safe_globals`` (data-only classes such as ``argparse.Namespace``) and
+    refuses anything else with a one-line WeightsError naming the file (``refused_hint``
+    replaces its default hint).
+    """
+    path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
-        loaded = _read_safetensors(path)
-    elif suffix in TORCH_SUFFIXES:
-        loaded = _read_torch(path)
-    else:
-        supported = ", ".join(TORCH_SUFFIXES + SAFETENSORS_SUFFIXES)
-        raise WeightsError(
-            f"cannot read weights file {path}: unknown suffix {suffix or '(none)'!r}",
-            hint=f"supported suffixes: {supported}",
-        )
-    return _normalise(loaded, path, expected_keys)
+        return _read_safetensors(path)
+    if suffix in TORCH_SUFFIXES:
+        return _read_torch(path, tuple(safe_globals), refused_hint)
+    supported = ", ".join(TORCH_SUFFIXES + SAFETENSORS_SUFFIXES)
+    raise WeightsError(
+        f"cannot read weights file {path}: unknown suffix {suffix or '(none)'!r}",
+        hint=f"supported suffixes: {supported}",
+    )
 
 
 def _read_safetensors(path: Path) -> object:
@@ -82,25 +98,30 @@ def _read_safetensors(path: Path) -> object:
         raise WeightsError(f"cannot read safetensors file {path}: {exc}") from exc
 
 
-def _read_torch(path: Path) -> object:
+def _read_torch(path: Path, safe_globals: tuple[type, ...] = (),
+                refused_hint: str | None = None) -> object:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # the allow-list holds only for this call: the context restores the previous one
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f" (it refers to {found.group(1)})" if found else ""
         raise WeightsError(
             f"refused to load {path}: it contains pickled Python objects or code{what}, "
             "not only tensors",
-            hint="save just the state dict (torch.save(model.state_dict(), FILE)) "
-            "or convert it to .safetensors",
+            hint=refused_hint or "save just the state dict (torch.save(model.state_dict(), "
+            "FILE)) or convert it to .safetensors",
         ) from exc
     except Exception as exc:  # corrupt archives raise many different types
         raise WeightsError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}") from exc
 
 
-def _normalise(
-    loaded: object, path: Path, expected_keys: Collection[str] | None
+def as_state_dict(
+    loaded: object, path: str | Path, expected_keys: Collection[str] | None = None
 ) -> dict[str, torch.Tensor]:
+    """The state dict in what a weights file held (see ``read_state_dict``); ``path`` names
+    the file in errors."""
     for _ in range(len(_WRAPPER_KEYS) + 1):
         if not isinstance(loaded, Mapping):
             break
@@ -163,10 +184,18 @@ def check_fits(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source
 
 def load_weights(module: nn.Module, path: str | Path) -> str:
     """Load the state dict in ``path`` into ``module`` (strictly); return the file's sha256."""
-    state = read_state_dict(path, expected_keys=list(module.state_dict()))
-    check_fits(module, state, str(path))
+    return load_weights_info(module, path)[0]
+
+
+def load_weights_info(module: nn.Module, path: str | Path) -> tuple[str, str | None]:
+    """Load ``path`` into ``module`` (strictly); return the file's sha256 and the name of the
+    foreign layout its keys were renamed from (``layouts.py``), or None."""
+    expected = list(module.state_dict())
+    state, layout = adapt_layout(expected, read_state_dict(path, expected_keys=expected))
+    source = f"{path} ({layout.description}, renamed)" if layout is not None else str(path)
+    check_fits(module, state, source)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # e.g. a dtype that cannot be copied
         raise WeightsError(f"cannot load weights {path}: {exc}") from exc
-    return sha256_file(path)
+    return sha256_file(path), layout.name if layout is not None else None
