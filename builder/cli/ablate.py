@@ -85,6 +85,22 @@ def _class_names(path: str | None) -> list[str] | None:
     return names
 
 
+def _normalisation(args: argparse.Namespace, parse_triple) -> tuple:
+    """``--mean``/``--std``, else those the run directory's dissection used (its preset's),
+    so that the ablation sees the inputs the labels were made with; else None (the model's)."""
+    import json
+    from pathlib import Path
+
+    mean, std = parse_triple(args.mean, "--mean"), parse_triple(args.std, "--std")
+    try:
+        dissected = json.loads((Path(args.out) / "manifest.json").read_text(encoding="utf-8"))
+        options = dissected.get("options", {})
+    except (OSError, ValueError, AttributeError):
+        return mean, std
+    return (mean or tuple(options.get("mean") or ()) or None,
+            std or tuple(options.get("std") or ()) or None)
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate the options, load the model and the probe set, ablate, print a summary."""
     import json
@@ -97,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
     from .dissect import parse_size, parse_triple
     from . import reproducing_command
 
+    mean, std = _normalisation(args, parse_triple)
     options = AblationOptions(
         rank_split=args.rank_split, eval_split=args.eval_split, batch_size=args.batch_size,
-        device=args.device, seed=args.seed, mean=parse_triple(args.mean, "--mean"),
-        std=parse_triple(args.std, "--std"), strategy=args.strategy,
+        device=args.device, seed=args.seed, mean=mean, std=std, strategy=args.strategy,
         random_draws=args.random_draws, adversarial=args.adversarial,
         pgd_steps=args.pgd_steps, cw_steps=args.cw_steps, science_k=args.science_k,
         cache_memory=parse_size(args.cache_memory, "--cache-memory"), num_workers=args.workers)

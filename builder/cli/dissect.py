@@ -32,16 +32,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, metavar="SPEC",
                    help="toyworld, broden:PATH, hf:NAME, or a concept dataset folder")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run directory")
-    p.add_argument("--quantile", type=float, default=0.005, metavar="Q",
-                   help="top quantile of activations that makes a unit's mask (default 0.005)")
-    p.add_argument("--iou-threshold", type=float, default=0.04, metavar="X",
+    p.add_argument("--method", default="unitdissect", metavar="unitdissect|netdissect|pnas",
+                   help="preset of the method's choices (docs/method.md, section 8): "
+                   "unitdissect (default: this project's), netdissect (NetDissect-Lite's: "
+                   "quantile 0.005 of the raw maps, overlap union, its input normalisation), "
+                   "pnas (davidbau/dissect's: quantile 0.01, zeros beyond the edges, plain "
+                   "union, ImageNet normalisation); the options below override its choices")
+    p.add_argument("--quantile", type=float, metavar="Q",
+                   help="top quantile of activations that makes a unit's mask (unitdissect "
+                   "0.005, netdissect 0.005, pnas 0.01)")
+    p.add_argument("--iou-threshold", type=float, metavar="X",
                    help="a unit detects its best concept when their IoU exceeds this "
-                   "(default 0.04)")
+                   "(every preset: 0.04)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="default 32")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
                    help="default auto: cuda, else mps, else cpu")
     p.add_argument("--mean", metavar="R,G,B",
-                   help="input normalisation mean (default: the model's, else ImageNet's)")
+                   help="input normalisation mean (default: the preset's; unitdissect: the "
+                   "model's, else ImageNet's)")
     p.add_argument("--std", metavar="R,G,B", help="input normalisation std (same default)")
     p.add_argument("--split", default="all", metavar="all|train|val",
                    help="probe images to use (default all)")
@@ -50,12 +58,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "quantile sketch's sampling (default 0)")
     p.add_argument("--topk", type=int, default=12, metavar="K",
                    help="top images kept per unit (default 12)")
-    p.add_argument("--threshold-on", default="upsampled", metavar="upsampled|raw",
-                   help="take the quantile over the upsampled maps (default) or the raw maps "
-                   "(as the original NetDissect)")
-    p.add_argument("--no-category-aware", dest="category_aware", action="store_false",
-                   help="count every image in every IoU, not only images annotated for the "
-                   "concept's category")
+    p.add_argument("--threshold-on", metavar="upsampled|raw",
+                   help="take the quantile over the upsampled maps (unitdissect, pnas) or the "
+                   "raw maps (netdissect)")
+    p.add_argument("--upsampling", metavar="bilinear|bilinear-zeros",
+                   help="bilinear, the edge activations repeated beyond the grid (unitdissect, "
+                   "netdissect), or zeros beyond it (bilinear-zeros: pnas)")
+    p.add_argument("--union", metavar="category|overlap|all",
+                   help="images whose mask area enters a concept's union: those annotated "
+                   "for its category (unitdissect), those where the mask overlaps an "
+                   "annotation of its category (netdissect), or all (pnas)")
+    p.add_argument("--no-category-aware", dest="category_aware", action="store_const",
+                   const=False, help="the same as --union all")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="image decoding processes (default 0: in the main process)")
     p.add_argument("--histogram-bins", type=int, default=64, metavar="N", help="default 64")
@@ -110,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
 
     layers = layer_list(args.layers)
     options = DissectOptions(
-        quantile=args.quantile, iou_threshold=args.iou_threshold, threshold_on=args.threshold_on,
+        method=args.method, quantile=args.quantile, iou_threshold=args.iou_threshold,
+        threshold_on=args.threshold_on, upsampling=args.upsampling, union=args.union,
         category_aware=args.category_aware, split=args.split, batch_size=args.batch_size,
         device=args.device, mean=parse_triple(args.mean, "--mean"),
         std=parse_triple(args.std, "--std"), seed=args.seed, topk=args.topk,

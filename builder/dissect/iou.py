@@ -12,13 +12,19 @@ one runs is only a matter of speed. On the CPU the compiled kernels of ``kernels
 same work (with the same operations, so the same bits) in one loop per unit;
 ``IoUCounts.add_maps`` picks the kernel or ``Upsampler.above``.
 
+``Upsampler(padding="zeros")`` gives the PNAS code's variant: the same sample positions, with
+zeros beyond the outer activations instead of their copies (the maps are padded with one zero
+all around and the same machinery runs on that grid).
+
 ``IoUCounts`` accumulates int64 counts, from which
 
-    IoU(k, c) = sum |M_k ∧ L_c| / (sum |M_k| + sum |L_c| - sum |M_k ∧ L_c|)
+    IoU(k, c) = sum |M_k ∧ L_c| / (sum' |M_k| + sum |L_c| - sum |M_k ∧ L_c|)
 
-where, category-aware, the sums run over the images that carry any annotation of c's
-category. A pixel counts once for a concept even when two label layers both carry it there
-(duplicates are removed from later layers first, see ``dedupe_labels``).
+where ``sum'`` (the union's mask area) runs over the images that carry any annotation of c's
+category (``category``), over those where M_k overlaps an annotation of that category
+(``overlap``, NetDissect-Lite's rule), or over every image (``all``). A pixel counts once for
+a concept even when two label layers both carry it there (duplicates are removed from later
+layers first, see ``dedupe_labels``).
 """
 
 from __future__ import annotations
@@ -44,18 +50,30 @@ SPARSE_FRACTION = 0.25
 _BOUND_SLACK = 2.0 ** -18
 
 
-def _axis(n_in: int, n_out: int) -> dict[str, np.ndarray]:
-    """Source indices and weights of each output position, PyTorch's bilinear convention."""
+def _axis(n_in: int, n_out: int, padding: str = "border") -> dict[str, np.ndarray]:
+    """Source indices and weights of each output position, PyTorch's bilinear convention
+    (align_corners=False); with ``padding="zeros"``, indices into the axis padded by one zero
+    at each end, which a position beyond the outer sources blends with."""
     scale = np.float32(n_in) / np.float32(n_out)
     dst = np.arange(n_out, dtype=np.float32)
     src = scale * (dst + np.float32(0.5)) - np.float32(0.5)
+    if padding == "zeros" and n_in > 1:
+        # grid_sample(padding_mode="zeros")'s edges: no clamping; the interior's weights are
+        # the border convention's, bit for bit (src - floor(src), as float32)
+        i0 = np.floor(src).astype(np.int64)
+        w1 = (src - i0.astype(np.float32)).astype(np.float32)
+        return {"i0": i0 + 1, "i1": i0 + 2, "w0": (np.float32(1) - w1).astype(np.float32),
+                "w1": w1, "clamped": np.zeros(n_out, dtype=bool)}
+    # (a single source: the PNAS code's grid, align_corners=True over one pixel, reads it
+    # everywhere, as the border convention does)
+    shift = int(padding == "zeros")  # indices into the zero-padded axis
     clamped = src < 0
     src = np.where(clamped, np.float32(0), src).astype(np.float32)
     i0 = np.minimum(src.astype(np.int64), n_in - 1)
     i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
     w1 = (src - i0.astype(np.float32)).astype(np.float32)
     w0 = (np.float32(1) - w1).astype(np.float32)
-    return {"i0": i0, "i1": i1, "w0": w0, "w1": w1, "clamped": clamped}
+    return {"i0": i0 + shift, "i1": i1 + shift, "w0": w0, "w1": w1, "clamped": clamped}
 
 
 def _groups(axis: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -93,20 +111,33 @@ class Upsampler:
     ``b - a`` is within a few rounding errors of 0 (``flat`` segments, evaluated element by
     element). The pixels above a threshold are therefore a run at one end of the segment,
     found by binary search; segments whose ends are both below it are skipped.
+
+    ``padding`` says what lies beyond the outer activations: ``border`` repeats them (PyTorch's
+    ``interpolate``, PIL's resize), ``zeros`` is zero (``grid_sample``'s
+    ``padding_mode="zeros"``, the PNAS code's). For ``zeros``, every entry point pads the maps
+    with one zero all around (``grid``) and the same machinery runs on that grid.
     """
 
     def __init__(self, in_size: tuple[int, int], out_size: tuple[int, int],
-                 device: str | torch.device = "cpu", columns: Sequence[int] | None = None
-                 ) -> None:
+                 device: str | torch.device = "cpu", columns: Sequence[int] | None = None,
+                 padding: str = "border") -> None:
+        if padding not in ("border", "zeros"):
+            raise ValueError(f"padding must be border or zeros, got {padding!r}")
         (h, w), (H, W) = tuple(in_size), tuple(out_size)
-        ay, ax = _axis(h, H), _axis(w, W)
+        identity = (h, w) == (H, W) and columns is None  # (no edge to pad)
+        grid = "border" if identity else padding
+        ay, ax = _axis(h, H, grid), _axis(w, W, grid)
         if columns is not None:  # only these output columns (pixel indices count in them)
             picked = np.asarray(columns, dtype=np.int64)
             ax = {k: v[picked] for k, v in ax.items()}
             W = len(picked)
         gy, gx = _groups(ay), _groups(ax)
         self.in_size, self.out_size = (h, w), (H, W)
-        self.identity = self.in_size == self.out_size and columns is None
+        self.identity = identity
+        self.padding = padding
+        # the source grid: the maps, or the maps with a zero border (padding="zeros")
+        self.pad = int(grid == "zeros")
+        self.grid_size = (h + 2 * self.pad, w + 2 * self.pad)
         self.device = torch.device(device)
         self.pixels = H * W
 
@@ -129,13 +160,19 @@ class Upsampler:
         self.col0, self.col_length = t(gx["start"]), t(gx["length"])
         self.gx0, self.gx1 = t(gx["g0"]), t(gx["g1"])
         self.cell_area = int(gy["length"].max() * gx["length"].max())
-        self._cell_rows = _window_index(gy["g0"], gy["g1"], h, self.device)
-        self._cell_cols = _window_index(gx["g0"], gx["g1"], w, self.device)
+        self._cell_rows = _window_index(gy["g0"], gy["g1"], self.grid_size[0], self.device)
+        self._cell_cols = _window_index(gx["g0"], gx["g1"], self.grid_size[1], self.device)
         self.bound_area = self._bound_area()
+
+    def grid(self, maps: torch.Tensor) -> torch.Tensor:
+        """Maps [B, U, h, w] on the source grid: as they are, or padded with one zero all
+        around (``padding="zeros"``). Every entry point taking the layer's maps calls it."""
+        return torch.nn.functional.pad(maps, (1, 1, 1, 1)) if self.pad else maps
 
     # -- the two halves of the interpolation ------------------------------------------
     def horizontal(self, maps: torch.Tensor) -> torch.Tensor:
-        """The horizontal pass: [B, U, h, w] -> [B, U, h, W].
+        """The horizontal pass: [B, U, h, w] (on the source grid, see ``grid``) ->
+        [B, U, h, W].
 
         Two products and a sum per value, in float32, as the compiled kernels compute it (so
         every path gives the same bits, on every device; a GEMM would round differently).
@@ -154,7 +191,7 @@ class Upsampler:
 
     def __call__(self, maps: torch.Tensor) -> torch.Tensor:
         """Upsample [B, U, h, w] maps to [B, U, H, W] (same values as the segment path)."""
-        return self.dense(self.horizontal(maps))
+        return self.dense(self.horizontal(self.grid(maps)))
 
     def _bound_area(self) -> torch.Tensor:
         """Pixels behind each entry of ``cell_bounds`` (float64): a cell's, or, on the window
@@ -163,7 +200,7 @@ class Upsampler:
         if self.identity:
             return torch.ones(self.pixels, dtype=torch.float64, device=self.device)
         if self._cell_rows is not None and self._cell_cols is not None:
-            h, w = self.in_size
+            h, w = self.grid_size
             rows = torch.bincount(self._cell_rows, rows, h + 1)
             cols = torch.bincount(self._cell_cols, cols, w + 1)
         return (rows[:, None] * cols[None, :]).reshape(-1)
@@ -196,6 +233,7 @@ class Upsampler:
         if self.identity:
             flat = maps.flatten(2)
             return (flat, flat) + (flat,) * 4
+        maps = self.grid(maps)
 
         def quarters(top: torch.Tensor, bottom: torch.Tensor, left, right
                      ) -> tuple[torch.Tensor, ...]:
@@ -288,7 +326,7 @@ class Upsampler:
         span = int(self.col_length.max())
         offsets = torch.arange(span, device=cx.device)
         col0 = self.col0.index_select(0, cx)
-        row = (bi * units + u) * self.in_size[0]
+        row = (bi * units + u) * self.grid_size[0]
         flat_ah = ah.reshape(-1)
         last = flat_ah.numel() - 1  # columns past a cell's end are masked out below
 
@@ -446,6 +484,13 @@ class Upsampler:
         (most are: a sweep of the search that knows how many lie there needs none of them);
         how many were left out is added to ``skipped`` (int64 [U]), when given. Units whose
         threshold no value can pass (+inf or the largest float) cost nothing."""
+        return self._above(self.grid(maps), thresholds, excluded, values, positions, ceilings,
+                           skipped)
+
+    def _above(self, maps: torch.Tensor, thresholds: torch.Tensor,
+               excluded: torch.Tensor | None, values: bool, positions: bool,
+               ceilings: torch.Tensor | None, skipped: torch.Tensor | None) -> tuple[Any, ...]:
+        """``above`` for maps on the source grid (``grid``)."""
         batch, units = maps.shape[:2]
         idle = thresholds >= torch.finfo(thresholds.dtype).max
         if bool(idle.any()):
@@ -456,10 +501,10 @@ class Upsampler:
                 return ((empty if positions else None), empty, (empty if positions else None)) \
                     + ((torch.zeros(0, dtype=maps.dtype, device=maps.device),) if values else ())
             part = None if skipped is None else torch.zeros_like(skipped[live])
-            got = self.above(maps.index_select(1, live), thresholds.index_select(0, live),
-                             None if excluded is None else excluded.index_select(1, live),
-                             values, positions,
-                             None if ceilings is None else ceilings.index_select(0, live), part)
+            got = self._above(maps.index_select(1, live), thresholds.index_select(0, live),
+                              None if excluded is None else excluded.index_select(1, live),
+                              values, positions,
+                              None if ceilings is None else ceilings.index_select(0, live), part)
             if skipped is not None:
                 skipped.index_add_(0, live, part)
             return got[:1] + (live.index_select(0, got[1]),) + got[2:]
@@ -523,6 +568,7 @@ class Upsampler:
         if kernels.enabled(maps, self, excluded):
             return kernels.tail_values(self, maps, floor.cpu(), limit, levels.cpu(), min_level,
                                        _BOUND_SLACK)
+        maps = self.grid(maps)
         batch, units = maps.shape[:2]
         step = self._image_step(units)
         out_v: list[torch.Tensor] = []
@@ -630,15 +676,25 @@ def dedupe_image_labels(labels: torch.Tensor) -> torch.Tensor:
 
 
 class IoUCounts:
-    """Exact int64 counts behind IoU(unit, concept), accumulated batch by batch."""
+    """Exact int64 counts behind IoU(unit, concept), accumulated batch by batch.
+
+    Given ``overlap_category`` (the category of each column, -1: none), it also counts the
+    mask areas of the ``overlap`` union (NetDissect-Lite's): per category C, sum |M_k| over
+    the images where M_k holds a pixel of a concept of C or that carry an image-level concept
+    of C.
+    """
 
     def __init__(self, units: int, num_columns: int, num_categories: int,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu",
+                 overlap_category: np.ndarray | Sequence[int] | None = None) -> None:
         self.units, self.num_columns, self.num_categories = units, num_columns, num_categories
         self.device = torch.device(device)
         z = lambda *shape: torch.zeros(shape, dtype=torch.int64, device=self.device)  # noqa: E731
         self.intersection = z(units, num_columns)  # sum |M_k ∧ L_c|
         self.mask_by_category = z(units, num_categories)  # sum |M_k| over images carrying C
+        self.mask_by_overlap = z(units, num_categories)  # ... where M_k overlaps C (if tracked)
+        self.overlap_category = None if overlap_category is None else torch.as_tensor(
+            np.asarray(overlap_category, dtype=np.int64), device=self.device)
         self.mask_total = z(units)  # sum |M_k| over all images
         self.label_area = z(num_columns)  # sum |L_c|
         self.pixels = z(units)  # pixels counted (non-finite ones excluded)
@@ -650,10 +706,13 @@ class IoUCounts:
         """Count one batch of a layer's maps [B, U, h, w] against thresholds [U], upsampled
         by ``up`` (the compiled kernel on the CPU, else ``up.above``); the rest as ``add``."""
         if kernels.enabled(maps, up, excluded):
-            hits, per_image = kernels.mask_counts(up, maps, thresholds, labels,
-                                                  self.num_columns, _BOUND_SLACK)
+            hits, per_image, *touched = kernels.mask_counts(
+                up, maps, thresholds, labels, self.num_columns, _BOUND_SLACK,
+                None if self.overlap_category is None else self.overlap_category.cpu(),
+                self.num_categories)
             self.intersection += hits.to(self.device)
-            self._add_images(per_image.to(self.device), labels, image_labels, has_category)
+            self._add_images(per_image.to(self.device), labels, image_labels, has_category,
+                             touched=touched[0].to(self.device) if touched else None)
             return
         b, u, pixel = up.above(maps, thresholds, excluded)
         self.add(b, u, pixel, labels, image_labels, has_category,
@@ -668,6 +727,9 @@ class IoUCounts:
         batch, _, pixels = labels.shape
         n, units = self.num_columns, self.units
         per_image = torch.bincount(b * units + u, minlength=batch * units).view(batch, units)
+        track = self.overlap_category is not None
+        touched = torch.zeros(batch * units * self.num_categories, dtype=torch.bool,
+                              device=self.device) if track else None
         if labels.shape[1] and u.numel():
             flat_labels = labels.reshape(-1)
             where = b * labels[0].numel() + pixel
@@ -676,12 +738,19 @@ class IoUCounts:
             for layer in range(labels.shape[1]):  # label 0 lands in column 0, ignored
                 hit = flat_labels.index_select(0, where + layer * pixels).long()
                 self.intersection.view(-1).index_add_(0, row + hit, one)
-        self._add_images(per_image, labels, image_labels, has_category, excluded)
+                if track:
+                    cat = self.overlap_category.index_select(0, hit)
+                    slot = ((b * units + u) * self.num_categories + cat)[cat >= 0]
+                    touched.index_fill_(0, slot, True)
+        self._add_images(per_image, labels, image_labels, has_category, excluded,
+                         None if touched is None else touched.view(batch, units, -1))
 
     def _add_images(self, per_image: torch.Tensor, labels: torch.Tensor,
                     image_labels: torch.Tensor, has_category: torch.Tensor,
-                    excluded: torch.Tensor | None = None) -> None:
-        """The terms of ``add`` that need only the mask pixels per image and unit [B, U]."""
+                    excluded: torch.Tensor | None = None,
+                    touched: torch.Tensor | None = None) -> None:
+        """The terms of ``add`` that need only the mask pixels per image and unit [B, U] (and,
+        for the overlap union, which categories' pixel concepts each mask holds [B, U, C])."""
         batch, _, pixels = labels.shape
         n = self.num_columns
         rows, slots = image_labels.nonzero(as_tuple=True)
@@ -690,6 +759,15 @@ class IoUCounts:
             self.intersection.index_add_(1, concepts, per_image[rows].t().contiguous())
         has = has_category.to(torch.int64)
         self.mask_by_category += (per_image[:, :, None] * has[:, None, :]).sum(0)
+        if touched is not None:
+            # an image-level concept covers the whole image: any mask pixel overlaps it
+            carried = torch.zeros(batch, self.num_categories, dtype=torch.bool,
+                                  device=self.device)
+            if rows.numel():
+                cat = self.overlap_category.index_select(0, concepts)
+                carried[rows[cat >= 0], cat[cat >= 0]] = True
+            overlap = (touched | carried[:, None, :]).to(torch.int64)
+            self.mask_by_overlap += (per_image[:, :, None] * overlap).sum(0)
         self.mask_total += per_image.sum(0)
         area = torch.bincount(labels.reshape(-1).long(), minlength=n)
         area += torch.bincount(image_labels.reshape(-1).long(), minlength=n) * pixels
@@ -700,15 +778,23 @@ class IoUCounts:
         self.images += batch
 
     def iou(self, concept_category: np.ndarray | Sequence[int],
-            category_aware: bool = True) -> np.ndarray:
-        """IoU float32 [U, num_columns]; columns without a category (0, gaps) are 0."""
+            union: str | bool = "category") -> np.ndarray:
+        """IoU float32 [U, num_columns] with the mask areas of ``union`` (``category``,
+        ``overlap`` or ``all``; True / False: category / all); columns without a category
+        (0, gaps) are 0."""
         # on the CPU, in float64 (not every device has it); the counts are small
+        union = {True: "category", False: "all"}.get(union, union)  # type: ignore[arg-type]
         category = torch.as_tensor(np.asarray(concept_category, dtype=np.int64))
         known = category >= 0
-        if category_aware:
-            mask_area = self.mask_by_category.cpu()[:, category.clamp(min=0)]
-        else:
+        if union == "overlap" and self.overlap_category is None:
+            raise ValueError("the overlap union needs IoUCounts(overlap_category=...)")
+        if union in ("category", "overlap"):
+            by = self.mask_by_category if union == "category" else self.mask_by_overlap
+            mask_area = by.cpu()[:, category.clamp(min=0)]
+        elif union == "all":
             mask_area = self.mask_total.cpu()[:, None].expand(-1, self.num_columns)
+        else:
+            raise ValueError(f"union must be category, overlap or all, got {union!r}")
         inter = self.intersection.cpu()
         union = mask_area + self.label_area.cpu()[None, :] - inter
         iou = torch.where(union > 0, inter.double() / union.clamp(min=1).double(),
@@ -720,7 +806,8 @@ class IoUCounts:
         return (self.mask_total.cpu().double() / self.pixels.cpu().clamp(min=1).double()).numpy()
 
     # -- checkpointing and merging -----------------------------------------------------
-    _FIELDS = ("intersection", "mask_by_category", "mask_total", "label_area", "pixels", "images")
+    _FIELDS = ("intersection", "mask_by_category", "mask_by_overlap", "mask_total",
+               "label_area", "pixels", "images")
 
     def state_dict(self) -> dict[str, Any]:
         """The counts as CPU tensors."""
@@ -732,6 +819,8 @@ class IoUCounts:
                 tuple(state["intersection"].shape) != tuple(self.intersection.shape):
             raise ValueError("state does not belong to IoUCounts of this shape")
         for f in self._FIELDS:
+            if f == "mask_by_overlap" and f not in state:  # older: never tracked
+                continue
             setattr(self, f, state[f].to(self.device, torch.int64))
 
     def merge(self, other: IoUCounts) -> None:

@@ -11,7 +11,10 @@ matter, and otherwise blends its columns (the horizontal pass) and then its pixe
 is computed with exactly the float32 operations of the PyTorch path (``a * w0 + b * w1`` for
 each of the two passes, no fused multiply-add), so both give the same bits and the same
 counts, which the tests check. The PyTorch path stays the one for GPUs, for batches with
-non-finite activations, and where numba is not installed.
+non-finite activations, and where numba is not installed. An upsampler with zeros beyond the
+edges (``padding="zeros"``) gives the kernels its zero-padded maps (``Upsampler.grid``), so
+they run unchanged; the IoU count can also note which categories each mask overlaps (the
+``overlap`` union).
 
 Units are spread over threads (``prange``): each thread writes only its units' rows of the
 outputs, so no two threads touch the same count.
@@ -140,11 +143,12 @@ def _compiled() -> tuple[Any, ...]:
                                     hist[u, t, (key - lo[u, t]) >> shift[u, t]] += 1
 
     @jit
-    def _count(maps, geometry, thr, low, labels, out_width, intersection,
-               per_image):  # pragma: no cover - compiled
+    def _count(maps, geometry, thr, low, labels, out_width, intersection, per_image, category,
+               touched):  # pragma: no cover - compiled
         gy0, gy1, row0, length, w0, w1, gx0, gx1, col0, col_len, wx0, wx1 = geometry
         batch, units = maps.shape[:2]
         layers = labels.shape[1]
+        track = touched.shape[0] > 0  # which categories each mask overlaps, per image
         for u in numba.prange(units):
             t, lw = thr[u], low[u]
             for b in range(batch):
@@ -166,7 +170,10 @@ def _compiled() -> tuple[Any, ...]:
                                     inside += 1
                                     p = (row + r) * out_width + x
                                     for layer in range(layers):
-                                        intersection[u, labels[b, layer, p]] += 1
+                                        label = labels[b, layer, p]
+                                        intersection[u, label] += 1
+                                        if track and category[label] >= 0:
+                                            touched[b, u, category[label]] = 1
                 per_image[b, u] = inside
 
     @jit
@@ -301,7 +308,7 @@ def bound_counts(up: Any, maps: torch.Tensor, shift: int, bins: int
     (float64 [U, bins] each; the same counts as ``Upsampler.cell_bounds`` gives)."""
     units = maps.shape[1]
     hists = tuple(np.zeros((units, bins), np.float64) for _ in range(3))
-    _kernel(0)(_np(maps.float()), _geometry(up), shift, bins // 2, *hists)
+    _kernel(0)(_np(up.grid(maps).float()), _geometry(up), shift, bins // 2, *hists)
     return tuple(torch.from_numpy(h) for h in hists)
 
 
@@ -320,7 +327,8 @@ def tail_values(up: Any, maps: torch.Tensor, floor: torch.Tensor, limit: int,
     value_levels = np.zeros((units, limit), np.uint8)
     counts = np.zeros(units, np.int64)
     raised = np.empty(units, np.float32)
-    _kernel(3)(_np(maps.float()), _geometry(up), _np(floor.float()), np.float32(slack), limit,
+    _kernel(3)(_np(up.grid(maps).float()), _geometry(up), _np(floor.float()), np.float32(slack),
+               limit,
                _np(levels.to(torch.uint8)), min_level, _np(up.cell_sampled(levels, min_level)),
                up.out_size[1], packed, values, value_levels, counts, raised)
     width = int(counts.max()) if units else 0
@@ -341,18 +349,20 @@ def sweep_counts(up: Any, maps: torch.Tensor, floor: torch.Tensor, ceiling: torc
     over = np.zeros((units, targets), np.int64)
     skipped = np.zeros(units, np.int64)
     floor, ceiling = floor.float(), ceiling.float()
-    _kernel(1)(_np(maps.float()), _geometry(up), _np(floor), _low(floor, slack),
+    _kernel(1)(_np(up.grid(maps).float()), _geometry(up), _np(floor), _low(floor, slack),
                    _np(ceiling), _high(ceiling, slack), _np(lo.long()), _np(hi.long()),
                    _np(shift.long()), _np(active), _np(count_over), hist, over, skipped)
     return torch.from_numpy(hist), torch.from_numpy(over), torch.from_numpy(skipped)
 
 
 def mask_counts(up: Any, maps: torch.Tensor, thresholds: torch.Tensor, labels: torch.Tensor,
-                num_columns: int, slack: float) -> tuple[torch.Tensor, torch.Tensor]:
+                num_columns: int, slack: float, category: torch.Tensor | None = None,
+                num_categories: int = 0) -> tuple[torch.Tensor, ...]:
     """The pixels of each unit's mask S > T in one batch: per unit and concept, how many of
     them carry the concept in any label layer (``labels`` [B, L, P], 0 = none; int64
     [U, num_columns], column 0 meaningless), and per image and unit how many there are
-    (int64 [B, U])."""
+    (int64 [B, U]); given ``category`` (of each column, -1: none), also per image, unit and
+    category whether a mask pixel carries a concept of it (bool [B, U, num_categories])."""
     batch, units = maps.shape[:2]
     if labels.numel():  # the kernel writes where the labels say: check them first
         low, high = torch.aminmax(labels)
@@ -361,7 +371,12 @@ def mask_counts(up: Any, maps: torch.Tensor, thresholds: torch.Tensor, labels: t
                              f"{int(low)}..{int(high)}")
     intersection = np.zeros((units, num_columns), np.int64)
     per_image = np.zeros((batch, units), np.int64)
+    track = category is not None
+    touched = np.zeros((batch, units, num_categories) if track else (0, 0, 0), np.uint8)
+    table = _np(category.long()) if track else np.zeros(num_columns, np.int64)
     thresholds = thresholds.float()
-    _kernel(2)(_np(maps.float()), _geometry(up), _np(thresholds), _low(thresholds, slack),
-                   _np(labels.to(torch.int32)), up.out_size[1], intersection, per_image)
-    return torch.from_numpy(intersection), torch.from_numpy(per_image)
+    _kernel(2)(_np(up.grid(maps).float()), _geometry(up), _np(thresholds),
+               _low(thresholds, slack), _np(labels.to(torch.int32)), up.out_size[1],
+               intersection, per_image, table, touched)
+    result = (torch.from_numpy(intersection), torch.from_numpy(per_image))
+    return result + ((torch.from_numpy(touched.view(np.bool_)),) if track else ())

@@ -27,7 +27,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -40,7 +40,10 @@ from ..fingerprint import fingerprint
 from .cache import ActivationCache, batch_bytes, disk_room
 from .iou import IoUCounts, Upsampler, dedupe_image_labels, dedupe_labels, label_units, \
     summarize_layer
-from .manifest import FORMAT, FORMAT_VERSION, machine_info, software_versions, utc_now
+from ..paths import portable_spec, portable_text, run_relative
+from .manifest import (FORMAT, FORMAT_VERSION, machine_info, model_record, skipped_record,
+                       software_versions, utc_now, warn_random_weights)
+from .method import padding_of, resolve_method
 from .quantile import LEVELS, TailQuantile, needed_top, sample_levels
 from .search import ThresholdSearch
 from .topk import Histogram, TopK, ValueRange
@@ -69,10 +72,14 @@ _after_batch: Callable[[int, int], None] | None = None
 class DissectOptions:
     """Every choice of the method (recorded in the manifest); validated on creation."""
 
-    quantile: float = 0.005  # q: T_k is the (1 - q) quantile
-    iou_threshold: float = 0.04  # a unit detects its label when IoU > this
-    threshold_on: str = "upsampled"  # quantile over the upsampled maps, or "raw" maps
-    category_aware: bool = True  # IoU of a concept counts only images annotated for its category
+    # the method's choices: None takes the value of the preset ``method`` (method.py)
+    method: str = "unitdissect"  # unitdissect | netdissect | pnas
+    quantile: float | None = None  # q: T_k is the (1 - q) quantile
+    iou_threshold: float | None = None  # a unit detects its label when IoU > this
+    threshold_on: str | None = None  # quantile over the upsampled maps, or "raw" maps
+    upsampling: str | None = None  # bilinear | bilinear-zeros (zeros beyond the edges)
+    union: str | None = None  # images in a concept's union: category | overlap | all
+    category_aware: bool | None = None  # union != all (False: union all)
     split: str = "all"  # all | train | val
     batch_size: int = 32
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -86,9 +93,10 @@ class DissectOptions:
     cache_disk: int = 32 << 30  # then on disk, under RUN_DIR/checkpoints/ (0: none)
     num_workers: int = 0  # image decoding processes
     checkpoint_every: int = 50  # batches between checkpoints
+    method_overrides: tuple[str, ...] = field(default=(), init=False)  # choices != the preset's
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
+        problems: list[str] = resolve_method(self)
 
         def number(name: str, kind: type, low: float | None = None, high: float | None = None,
                    open_low: bool = False, open_high: bool = False) -> None:
@@ -119,12 +127,8 @@ class DissectOptions:
         number("cache_disk", int, 0)
         number("num_workers", int, 0)
         number("checkpoint_every", int, 1)
-        if self.threshold_on not in ("upsampled", "raw"):
-            problems.append(f"--threshold-on must be upsampled or raw, got {self.threshold_on!r}")
         if self.split not in ("all", "train", "val"):
             problems.append(f"--split must be all, train or val, got {self.split!r}")
-        if not isinstance(self.category_aware, bool):
-            problems.append(f"category_aware must be True or False, got {self.category_aware!r}")
         problems += input_problems(self)
         if problems:
             raise ConfigError("; ".join(problems))
@@ -207,7 +211,7 @@ class _LayerWork:
         self.name, self.shape, self.capacity, self.ctx = name, (units, h, w), capacity, ctx
         device, options = ctx.device, ctx.options
         mask = (ctx.mask_size, ctx.mask_size)
-        self.up = Upsampler((h, w), mask, device)
+        self.up = Upsampler((h, w), mask, device, padding=padding_of(options.upsampling))
         q_size = mask if options.threshold_on == "upsampled" else (h, w)
         self.qup = self.up if q_size == mask else Upsampler((h, w), q_size, device)
         self.exact_capacity = exact  # capacity holds the whole tail: no sampling needed
@@ -310,7 +314,8 @@ class _LayerWork:
         ctx = self.ctx
         self.hist = Histogram(units, ctx.options.histogram_bins, self.range.low, self.range.high,
                               ctx.device)
-        self.iou = IoUCounts(units, ctx.num_columns, ctx.num_categories, ctx.device)
+        self.iou = IoUCounts(units, ctx.num_columns, ctx.num_categories, ctx.device,
+                             ctx.concept_category if ctx.options.union == "overlap" else None)
         self.topk = TopK(units, min(ctx.options.topk, ctx.num_images), (h, w), ctx.device)
 
     def _count(self, maps: torch.Tensor, bad: torch.Tensor | None, payload: _Payload) -> None:
@@ -370,7 +375,7 @@ class _LayerWork:
         """Write the layer's files; ``layer.json`` last, as the mark of a finished layer."""
         ctx = self.ctx
         assert self.iou is not None and self.topk is not None and self.hist is not None
-        iou = self.iou.iou(ctx.concept_category, ctx.options.category_aware)
+        iou = self.iou.iou(ctx.concept_category, ctx.options.union)
         labels = label_units(iou, ranks=3)
         coverage = self.iou.coverage()
         thresholds = self.thresholds.cpu().numpy()
@@ -506,6 +511,7 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
 
     options = options or DissectOptions()
     device = resolve_device(options.device)
+    warn_random_weights(model)
     module = model.module
     layers = resolve_layers(module, layers)
     for name in layers:
@@ -528,7 +534,8 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
     )
     result_options = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
                       if f.name not in ("device", "num_workers", "checkpoint_every",
-                                        "cache_memory", "cache_disk")}
+                                        "cache_memory", "cache_disk", "method",
+                                        "method_overrides")}
     base = {"engine": ENGINE_VERSION, "format_version": FORMAT_VERSION,
             "model": {"spec": model.spec, "weights_sha256": model.weights_sha256,
                       "seed": getattr(model, "seed", None)},
@@ -550,14 +557,12 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
     used_exact = {stats.get(n, {}).get("quantile_method") for n in layers}
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "created": utc_now(),
-        "command": list(command) if command is not None else None,
+        "command": [portable_text(w) for w in command] if command is not None else None,
         "versions": software_versions(),
-        "model": {"spec": model.spec,
-                  "weights": str(model.weights) if model.weights is not None else None,
-                  "weights_sha256": model.weights_sha256, "seed": getattr(model, "seed", None),
-                  "kind": getattr(model, "kind", None), "layers": list(layers)},
-        "dataset": {"spec": dataset_spec if dataset_spec is not None else str(probe.path),
-                    "path": str(probe.path), "fingerprint": probe.fingerprint,
+        "model": model_record(model, layers=list(layers)),
+        "dataset": {"spec": portable_spec(dataset_spec if dataset_spec is not None
+                                          else str(probe.path)),
+                    "path": run_relative(probe.path, out), "fingerprint": probe.fingerprint,
                     "images": ctx.num_images, "total_images": len(probe),
                     "image_size": int(probe.image_size), "mask_size": ctx.mask_size,
                     "split": options.split, "num_columns": ctx.num_columns,
@@ -566,9 +571,9 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
         "options": {**dataclasses.asdict(options), "mean": list(mean), "std": list(std),
                     "device": device.type, "device_requested": options.device,
                     "quantile_method": used_exact.pop() if len(used_exact) == 1 else "mixed",
-                    "quantile_interpolation": "linear", "upsampling": "bilinear",
-                    "align_corners": False, "engine_version": ENGINE_VERSION},
-        "stats": {"layers": {n: stats.get(n, {}) for n in layers}, "skipped_images": 0,
+                    "quantile_interpolation": "linear", "align_corners": False,
+                    "engine_version": ENGINE_VERSION},
+        "stats": {"layers": {n: stats.get(n, {}) for n in layers}, **skipped_record(probe),
                   "seconds": round(time.perf_counter() - started, 3)},
         "machine": machine_info(device),
         "fingerprints": fps,

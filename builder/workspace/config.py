@@ -30,7 +30,7 @@ class DatasetConfig:
     sources: list[str] = field(default_factory=lambda: ["toyworld"])
     image_size: int | None = None
     mask_size: int | None = None
-    min_frequency: int = 10
+    min_frequency: int | None = None  # None: all of a Broden release, else 10 (as Broden)
     val_fraction: float = 0.2
 
 
@@ -43,10 +43,14 @@ class DissectConfig:
     layers: list[str] = field(default_factory=list)
     weights: str | None = None
     dataset: str | None = None  # default: the workspace dataset
-    quantile: float = 0.005
-    iou_threshold: float = 0.04
-    threshold_on: str = "upsampled"
-    category_aware: bool = True
+    # the method's choices: unset ones take the preset's (docs/method.md, section 8)
+    method: str = "unitdissect"
+    quantile: float | None = None
+    iou_threshold: float | None = None
+    threshold_on: str | None = None
+    upsampling: str | None = None
+    union: str | None = None
+    category_aware: bool | None = None
     batch_size: int = 64
     split: str = "all"
     topk: int = 12
@@ -102,6 +106,7 @@ class GanConfig:
     iou_threshold: float = 0.04
     topk: int = 12
     batch_size: int = 32
+    truncation_psi: float = 1.0  # StyleGAN's truncation trick (1: off)
 
 
 @dataclass
@@ -173,6 +178,9 @@ _SECTIONS = {"dataset": DatasetConfig, "dissect": DissectConfig, "ablate": Ablat
              "gan": GanConfig, "site": SiteConfig}
 _CHOICES = {"device": ("auto", "cpu", "cuda", "mps"), "split": ("all", "train", "val"),
             "threshold_on": ("upsampled", "raw"), "rank_split": ("train", "val", "all"),
+            # the presets and choices of builder/dissect/method.py (kept light: no torch here)
+            "method": ("unitdissect", "netdissect", "pnas"),
+            "upsampling": ("bilinear", "bilinear-zeros"), "union": ("category", "overlap", "all"),
             "eval_split": ("train", "val", "all"), "strategy": ("auto", "split", "graft", "full")}
 _RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 #: The smallest value of integer keys (any section).

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
+from ..dissect.manifest import model_record
 from ..errors import ConfigError
 from ..fingerprint import fingerprint
+from ..paths import portable_path
 from .config import WorkspaceConfig
 
 #: Bumped when a stage's outputs change for the same inputs.
@@ -136,9 +138,11 @@ def _source_spec(root: Path, spec: str) -> str:
 def _dissect_options(config: WorkspaceConfig, entry):
     from ..dissect.runner import DissectOptions
 
-    return DissectOptions(quantile=entry.quantile, iou_threshold=entry.iou_threshold,
-                          threshold_on=entry.threshold_on, category_aware=entry.category_aware,
-                          split=entry.split, batch_size=entry.batch_size, device=config.device,
+    return DissectOptions(method=entry.method, quantile=entry.quantile,
+                          iou_threshold=entry.iou_threshold, threshold_on=entry.threshold_on,
+                          upsampling=entry.upsampling, union=entry.union,
+                          category_aware=entry.category_aware, split=entry.split,
+                          batch_size=entry.batch_size, device=config.device,
                           mean=tuple(entry.mean) if entry.mean else None,
                           std=tuple(entry.std) if entry.std else None, seed=config.seed,
                           topk=entry.topk)
@@ -148,11 +152,12 @@ def _ablation_options(config: WorkspaceConfig, entry, dissect_entry):
     """The [[ablate]] entry's AblationOptions; normalisation from its [[dissect]] entry."""
     from ..intervene import AblationOptions
 
+    # the dissection's normalisation, its preset's included
+    dissection = _dissect_options(config, dissect_entry)
     return AblationOptions(
         rank_split=entry.rank_split, eval_split=entry.eval_split, batch_size=entry.batch_size,
-        device=config.device, seed=config.seed,
-        mean=tuple(dissect_entry.mean) if dissect_entry.mean else None,
-        std=tuple(dissect_entry.std) if dissect_entry.std else None, strategy=entry.strategy,
+        device=config.device, seed=config.seed, mean=dissection.mean, std=dissection.std,
+        strategy=entry.strategy,
         random_draws=entry.random_draws, top_k=entry.top_k, science_k=entry.science_k,
         adversarial=entry.adversarial, pgd_steps=entry.pgd_steps, cw_steps=entry.cw_steps)
 
@@ -172,6 +177,7 @@ def _gan_options(config: WorkspaceConfig, entry, cache_dir: Path | None = None):
             insertion_windows=entry.insertion_windows, science_units=entry.science_units,
             gallery_size=entry.gallery_size, quantile=entry.quantile,
             iou_threshold=entry.iou_threshold, topk=entry.topk,
+            truncation_psi=entry.truncation_psi,
             cache_dir=str(cache_dir) if cache_dir is not None else None)
     except ConfigError as e:
         raise ConfigError(f"[[gan]] {entry.name}: {e}", hint=e.hint) from None
@@ -486,7 +492,7 @@ def build(workspace: Path, config: WorkspaceConfig, force: bool = False,
 
 def _dataset_stage(ctx: _Build):
     """Build (or find) the workspace's concept dataset and open it."""
-    from ..datasets import build_dataset, default_build_options, open_sources
+    from ..datasets import build_dataset, default_build_options, open_sources, report_skipped
     from ..datasets.build import dataset_fingerprint
     from ..datasets.probe import ProbeSet
 
@@ -510,9 +516,12 @@ def _dataset_stage(ctx: _Build):
         result["dataset"] = build_dataset(sources, None, options, progress=False,
                                           cache_dir=cache_dir)
     probe = ProbeSet(result["dataset"].path)
-    ctx.manifest["datasets"]["main"] = {"sources": d.sources, "path": str(probe.path),
+    report_skipped(probe.skipped, "the workspace's dataset")
+    ctx.manifest["datasets"]["main"] = {"sources": d.sources,
+                                        "path": portable_path(probe.path, workspace),
                                         "fingerprint": probe.fingerprint,
-                                        "options": options.content()}
+                                        "options": options.content(),
+                                        "skipped_images": len(probe.skipped)}
     return probe
 
 
@@ -533,8 +542,7 @@ def _dissect_stage(ctx: _Build, entry) -> Path:
                                     if k not in ("num_workers", "checkpoint_every",
                                                  "cache_memory", "cache_disk")})
     ctx.manifest["models"][entry.name] = {
-        "spec": entry.model, "weights": str(model.weights or ""),
-        "weights_sha256": model.weights_sha256, "seed": config.seed, "layers": entry.layers}
+        **model_record(model), "spec": entry.model, "seed": config.seed, "layers": entry.layers}
 
     def work() -> str:
         dissect(model, entry.layers, ctx.probe, out, opts, progress=ctx.progress,
@@ -599,7 +607,8 @@ def _gan_stage(ctx: _Build, entry) -> Path:
         _generator_spec(ctx.root, entry.model),
         _local(ctx.root, entry.weights) if entry.weights else None, seed=config.seed,
         latent_seed=config.seed, distribution=opts.latent_distribution,
-        truncation=opts.truncation, device=device)
+        truncation=opts.truncation, truncation_psi=opts.truncation_psi,
+        truncation_mean=opts.truncation_mean, device=device)
     segmenter = segmenter_from_spec(_segmenter_spec(ctx.root, entry.segmenter),
                                     device=str(device), seed=config.seed)
     out = ctx.workspace / "runs" / entry.name
@@ -609,8 +618,7 @@ def _gan_stage(ctx: _Build, entry) -> Path:
                      result_options(opts))
     name = f"gan:{entry.name}"
     ctx.manifest["generators"][entry.name] = {
-        "spec": entry.model, "weights": str(generator.model.weights or ""),
-        "weights_sha256": generator.model.weights_sha256,
+        **model_record(generator.model), "spec": entry.model,
         "segmenter": {"spec": entry.segmenter, "fingerprint": segmenter.fingerprint()},
         "samples": entry.samples, "seed": config.seed, "layers": entry.layers,
         "options": result_options(opts)}
@@ -633,5 +641,5 @@ def _gan_stage(ctx: _Build, entry) -> Path:
 
 def _as_dict(config: WorkspaceConfig) -> dict:
     data = dataclasses.asdict(config)
-    data["path"] = str(config.path) if config.path else None
+    data["path"] = portable_path(config.path, config.path.parent) if config.path else None
     return data
