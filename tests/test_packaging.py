@@ -85,3 +85,7 @@ def test_the_installed_wheel_builds_the_demo(wheel, tmp_path):
     assert set(manifest["stages"]) == {"dataset", "dissect:classifier",
                                        "ablate:classifier:features.conv5_3", "gan:generator",
                                        "render"}
+    # a published site and its runs name no path of the machine that built them
+    for path in list(site.rglob("*.html")) + list((workspace / "runs").rglob("*.json")):
+        for prefix in (str(tmp_path), str(venv_dir), str(Path.home())):
+            assert prefix not in path.read_text(errors="replace"), (path, prefix)

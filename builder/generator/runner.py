@@ -27,7 +27,7 @@ import torch
 from .. import io as atomic
 from ..dissect.manifest import (machine_info, model_record, software_versions, utc_now,
                                 warn_random_weights)
-from ..paths import portable_text, run_relative
+from ..paths import portable_path, portable_text, run_relative
 from ..errors import ConfigError
 from ..fingerprint import fingerprint
 from ..intervene.ablation import apply_unit_masks, unit_mask
@@ -249,6 +249,7 @@ def run_gan(model: str | Any, layers: Sequence[str] | str, segmenter: str | Any,
                     "segmented_now": probe.segmented},
         "concepts": [c.name for c in concepts], "science_concept": top.name,
         "options": {**dataclasses.asdict(options), "device": device.type,
+                    "cache_dir": portable_path(options.cache_dir) if options.cache_dir else None,
                     "device_requested": options.device, "counts": options.counts(),
                     "engine_version": GAN_ENGINE_VERSION},
         "layers": {layer: {k: results[layer].get(k) for k in ("ablation", "insertion",
