@@ -9,10 +9,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``archive`` command."""
     p = subparsers.add_parser(
         "archive", help="pack a workspace's config, runs/ and site/ into one .tar.gz",
-        description="Write one .tar.gz with the workspace's unitdissect.toml (if any), runs/ "
-        "(with runs/build-manifest.json) and the site, plus archive-manifest.json listing the "
-        "SHA-256 of every file. Checkpoints and the dataset cache (data/) are left out: they "
-        "are large and the config rebuilds them. Check an archive with `unitdissect verify`.")
+        description="Write one .tar.gz with the workspace's unitdissect.toml (if any), the "
+        "files it names that are not results (model .py files, weights, checkpoints, class "
+        "lists, a local segmenter folder), runs/ (with runs/build-manifest.json) and the site, "
+        "plus archive-manifest.json listing the SHA-256 of every file. Checkpoints, dataset "
+        "folders and the dataset cache (data/) are left out: they are large and the config "
+        "rebuilds them. Check an archive with `unitdissect verify`.")
     p.add_argument("--workspace", default=".", metavar="DIR",
                    help="the workspace folder (default: the current folder)")
     p.add_argument("--out", default=None, metavar="FILE",

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..workspace.config import WorkspaceConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,20 +25,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="validate the config offline: specs parse, layers exist, options are "
                    "valid; list what a build would download or read (nothing is fetched)")
     p.add_argument("--force", action="store_true", help="recompute every stage")
+    p.add_argument("--confine", action="store_true",
+                   help="for a workspace you did not write: refuse, before anything runs, a "
+                        "config path that is absolute or leaves the workspace, and a model "
+                        "spec that imports Python (FILE.py:CALLABLE, MODULE:CALLABLE) unless "
+                        "--trust; relative paths then resolve inside the workspace only")
+    p.add_argument("--trust", action="store_true",
+                   help="with --confine: let model specs that import Python run")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run (or validate) the build and print the per-stage summary."""
+    from ..errors import ConfigError
     from ..workspace.config import load_config
-    from ..workspace.pipeline import build, dry_run
 
     workspace = Path(args.workspace)
     if not workspace.is_dir():
-        from ..errors import ConfigError
-
         raise ConfigError(f"--workspace {workspace}: no such folder")
+    if args.trust and not args.confine:
+        raise ConfigError("--trust applies to --confine only (without it, everything runs)")
+    if not args.confine:
+        return _run(args, workspace, load_config(workspace))
+    from ..workspace.confine import check_confined, check_trusted, working_directory
+
+    workspace = workspace.resolve()  # the build runs in it
     config = load_config(workspace)
+    check_confined(config, workspace, "--confine")
+    check_trusted(config, args.trust, "--confine")
+    # what resolves from the current folder (hf: options, hub names) resolves inside it too
+    with working_directory(workspace):
+        return _run(args, workspace, config)
+
+
+def _run(args: argparse.Namespace, workspace: Path, config: WorkspaceConfig) -> int:
+    """The dry run or the build of a loaded config."""
+    from ..workspace.pipeline import build, dry_run
+
     if args.dry_run:
         report = dry_run(config, workspace)
         for line in report.checked:

@@ -13,14 +13,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "verify", help="check every file of an archive against its SHA-256 manifest",
         description="Check every file of an archive written by `unitdissect archive` against "
         "its manifest and name each file that differs, is missing or is extra. Members with "
-        "absolute paths, '..', or links pointing outside refuse the archive. With --rerun, "
-        "rebuild the archived config in a temporary workspace and compare the result files "
-        "(units.csv, iou.npy, ablation CSV/NPY) within rtol 1e-5, atol 1e-6. Exit status: 0 "
-        "all good, 1 differences found, 2 the archive is missing, corrupt or unsafe.")
+        "absolute paths, '..', links pointing outside, devices, sparse files or control "
+        "characters in their names refuse the archive, and so do too many members or unpacked "
+        "bytes. With --rerun, rebuild the archived config in a temporary workspace, every path "
+        "confined to it, and compare the result files (units.csv, iou.npy, ablation CSV/NPY) "
+        "within rtol 1e-5, atol 1e-6. Exit status: 0 all good, 1 differences found, 2 the "
+        "archive is missing, corrupt or unsafe, or its config is refused.")
     p.add_argument("archive", metavar="FILE", help="the .tar.gz archive")
     p.add_argument("--rerun", action="store_true",
                    help="rebuild from the archived config in a temporary folder and compare "
-                        "the results (slow: the whole pipeline runs)")
+                        "the results (slow: the whole pipeline runs); a config path that is "
+                        "absolute or leaves the archive is refused")
+    p.add_argument("--trust", action="store_true",
+                   help="with --rerun: let model specs that import Python (FILE.py:CALLABLE, "
+                        "MODULE:CALLABLE) run; without it they are refused. Only for archives "
+                        "whose code you have read")
     p.set_defaults(run=run)
 
 
@@ -28,10 +35,13 @@ def run(args: argparse.Namespace) -> int:
     """Verify, print one line per problem, and return 0 or ``EXIT_DIFFERENT``."""
     import sys
 
+    from ..errors import ConfigError
     from ..workspace.archive import verify_archive
 
+    if args.trust and not args.rerun:
+        raise ConfigError("--trust applies to --rerun only (nothing runs without it)")
     report = verify_archive(args.archive, rerun=args.rerun,
-                            log=lambda s: print(s, file=sys.stderr))
+                            log=lambda s: print(s, file=sys.stderr), trust=args.trust)
     for line in report.problems():
         print(line)
     checked = f"{report.files} files"

@@ -1,14 +1,19 @@
 """Archives of a workspace: pack config, runs and site into one ``.tar.gz``, and check one.
 
 An archive holds one folder, ``<stem>/``, with the workspace's ``unitdissect.toml`` (when it has
-one), ``runs/`` (run directories and ``runs/build-manifest.json``, without ``checkpoints/``),
-``site/``, and ``archive-manifest.json``: the SHA-256 and size of every other file. Checkpoints
-and the dataset cache (``data/``) are left out: they are large, and the config and the
-fingerprints in ``runs/build-manifest.json`` rebuild them. See docs/workspace.md.
+one), the files the config names that are not results (model ``.py`` files, weights, class
+lists: ``confine.carried_inputs``), ``runs/`` (run directories and ``runs/build-manifest.json``,
+without ``checkpoints/``), ``site/``, and ``archive-manifest.json``: the SHA-256 and size of
+every other file. Checkpoints and the dataset cache (``data/``) are left out: they are large,
+and the config and the fingerprints in ``runs/build-manifest.json`` rebuild them. See
+docs/workspace.md.
 
 Checking never trusts the archive: a member with an absolute path, a ``..`` component, a link
-that points outside, or a device is refused by name before anything is written, and files are
-only ever written into a fresh folder given by the caller (a temporary one for ``--rerun``).
+that points outside, a device, a sparse file or control characters in its name is refused by
+name, and so is an archive of too many members or too many unpacked bytes, before anything is
+written; files are only ever written into a fresh folder given by the caller (a temporary one
+for ``--rerun``). ``--rerun`` runs the archived config confined to that folder, and no Python
+code unless trusted (``confine``).
 """
 
 from __future__ import annotations
@@ -32,13 +37,16 @@ from typing import IO, Callable, Iterator
 import numpy as np
 
 from .. import __version__
-from ..errors import ArchiveError
+from ..errors import ArchiveError, ConfigError
 from ..io import atomic_open
-from .config import CONFIG_NAME, load_config
+from .config import CONFIG_NAME, DEMO_CONFIG, WorkspaceConfig, load_config, parse_config
+from .confine import (archive_path, carried_inputs, check_confined, check_trusted, code_specs,
+                      has_control_characters, problem, working_directory)
 
 __all__ = ["ARCHIVE_FORMAT", "MANIFEST_NAME", "RTOL", "ATOL", "ArchiveInfo", "Difference",
-           "VerifyReport", "default_archive_name", "create_archive", "verify_archive",
-           "extract_archive", "result_files", "compare_results"]
+           "MAX_MEMBERS", "MAX_UNPACKED_BYTES", "VerifyReport", "default_archive_name",
+           "create_archive", "verify_archive", "extract_archive", "result_files",
+           "compare_results"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +58,14 @@ MANIFEST_NAME = "archive-manifest.json"
 #: ATOL + RTOL * |archived|`` (``np.isclose``; NaN equals NaN, infinities must match).
 RTOL = 1e-5
 ATOL = 1e-6
+
+#: Limits of an archive that ``verify`` reads, checked member by member before anything is
+#: extracted: a gzip of a few MB can hold millions of members or unpack to many GB.
+MAX_MEMBERS = 100_000
+#: The total unpacked size of the members (and anything after the end of the tar).
+MAX_UNPACKED_BYTES = 16 << 30
+#: The largest config read from an archive.
+MAX_CONFIG_BYTES = 1 << 20
 
 _CHUNK = 1 << 20
 _READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError, UnicodeDecodeError)
@@ -151,8 +167,55 @@ class _HashingReader:
         return data
 
 
+def _inputs(workspace: Path, config: WorkspaceConfig, taken: dict[str, Path],
+            skip: Path) -> list[tuple[str, Path]]:
+    """``(archive path, file)`` for the files the config names that are not results (model
+    ``.py`` files, weights, class lists, local segmenter folders), those in ``taken`` (already
+    archived) included; a warning names each one left out (outside the workspace, a link
+    out, missing, or clashing with an archived file)."""
+    try:
+        carried = carried_inputs(config)
+    except ConfigError as e:  # a spec the build refuses too: archive what there is
+        logger.warning("no input files archived: %s", e)
+        return []
+    found: list[tuple[str, Path]] = []
+    for item in carried:
+        why = problem(item, workspace)
+        if why is not None:
+            logger.warning("not archived (%s): %s; `verify --rerun` refuses it", why,
+                           item.label())
+            continue
+        rel = archive_path(item)
+        path = workspace / rel
+        if rel in (".", CONFIG_NAME, MANIFEST_NAME):
+            logger.warning("not archived (not a file the archive can carry): %s", item.label())
+        elif item.folder and path.is_dir():
+            found += _walk(path, PurePosixPath(rel), skip)
+        elif not item.folder and path.is_file():
+            found.append((rel, path))
+        elif not item.folder:  # (hf:NAME that is no folder names a hub model)
+            logger.warning("not archived (no such file): %s", item.label())
+    inputs: dict[str, Path] = {}
+    for rel, path in found:
+        if rel in taken and taken[rel].resolve() != path.resolve():
+            logger.warning("not archived: %s clashes with the archived %s", path, rel)
+        else:
+            inputs[rel] = path
+    return sorted(inputs.items())
+
+
+def _check_size(members: list[tuple[str, Path]]) -> None:
+    """Refuse to write an archive that ``verify`` would refuse for its size."""
+    total = sum(path.stat().st_size for _, path in members)
+    if len(members) + 1 > MAX_MEMBERS or total > MAX_UNPACKED_BYTES:
+        raise ArchiveError(f"{len(members):,} files of {_size(total)}: over the limits that "
+                           f"`unitdissect verify` reads ({MAX_MEMBERS:,} members, "
+                           f"{_size(MAX_UNPACKED_BYTES)})")
+
+
 def create_archive(workspace: str | Path = ".", out: str | Path | None = None) -> ArchiveInfo:
-    """Pack the workspace's config, ``runs/`` and site with a SHA-256 manifest into ``out``."""
+    """Pack the workspace's config, the inputs it names, ``runs/`` and site with a SHA-256
+    manifest into ``out``."""
     workspace = Path(workspace)
     if not workspace.is_dir():
         raise ArchiveError(f"workspace {workspace}: no such folder")
@@ -161,7 +224,8 @@ def create_archive(workspace: str | Path = ".", out: str | Path | None = None) -
         raise ArchiveError(f"{workspace}: no runs/ folder to archive",
                            hint="run `unitdissect build` in the workspace first")
     out = Path(out) if out is not None else workspace / default_archive_name()
-    site_out = load_config(workspace).site.out
+    config = load_config(workspace)
+    site_out = config.site.out
     site = workspace / site_out
     if site.resolve() in (workspace.resolve(), *workspace.resolve().parents):
         raise ArchiveError(f"[site] out = {site_out!r} is the workspace itself or contains it; "
@@ -175,6 +239,11 @@ def create_archive(workspace: str | Path = ".", out: str | Path | None = None) -
         members += _walk(site, PurePosixPath("site"), skip)
     else:
         logger.warning("no site folder %s: the archive has no site/", site)
+    inputs = _inputs(workspace, config, dict(members), skip)
+    taken = {rel for rel, _ in members}
+    first = 1 if members and members[0][0] == CONFIG_NAME else 0  # the config stays first
+    members = members[:first] + [m for m in inputs if m[0] not in taken] + members[first:]
+    _check_size(members)
 
     root = _stem(out)
     files: dict[str, dict[str, object]] = {}
@@ -193,6 +262,7 @@ def create_archive(workspace: str | Path = ".", out: str | Path | None = None) -
             "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "unitdissect": __version__,
             "config": CONFIG_NAME if CONFIG_NAME in files else None,
             "site": "site" if site.is_dir() else None, "site_out": site_out,
+            "inputs": sorted(rel for rel, _ in inputs),
             "excluded": ["data/", "runs/*/checkpoints/"],
             "files": files,
         }
@@ -217,9 +287,19 @@ def _escapes(path: str) -> bool:
     return norm == ".." or norm.startswith("../")
 
 
+def _size(n: int) -> str:
+    """``n`` bytes for messages: ``16 GiB``, ``3.5 MiB``, ``512 bytes``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
 def _check_member(archive: Path, member: tarfile.TarInfo) -> str:
     """The member's normalised name; raise ArchiveError naming it when it is unsafe."""
     name = member.name
+    if has_control_characters(name) or has_control_characters(member.linkname):
+        raise _unsafe(archive, name, "control characters in its name")
     if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
         raise _unsafe(archive, name, "absolute path")
     if ".." in PurePosixPath(name).parts or ".." in PureWindowsPath(name).parts:
@@ -233,9 +313,33 @@ def _check_member(archive: Path, member: tarfile.TarInfo) -> str:
         if _escapes(member.linkname):
             raise _unsafe(archive, name, f"hard link to {member.linkname!r} points outside "
                           "the archive")
+    elif member.issparse():
+        raise _unsafe(archive, name, "a sparse file")
     elif not (member.isfile() or member.isdir()):
         raise _unsafe(archive, name, "not a regular file, folder or link")
     return str(PurePosixPath(name))
+
+
+class _Budget:
+    """Counts members and unpacked bytes against ``MAX_MEMBERS`` and ``MAX_UNPACKED_BYTES``."""
+
+    def __init__(self, archive: Path) -> None:
+        self.archive, self.members, self.bytes = archive, 0, 0
+
+    def member(self, member: tarfile.TarInfo) -> None:
+        """Count one member (its header's size: what it unpacks to) before it is read."""
+        self.members += 1
+        if self.members > MAX_MEMBERS:
+            raise ArchiveError(f"{self.archive}: more than {MAX_MEMBERS:,} members; "
+                               "refusing the archive")
+        self.spend(max(member.size, 0))
+
+    def spend(self, n: int) -> None:
+        """Count ``n`` unpacked bytes."""
+        self.bytes += n
+        if self.bytes > MAX_UNPACKED_BYTES:
+            raise ArchiveError(f"{self.archive}: unpacks to more than "
+                               f"{_size(MAX_UNPACKED_BYTES)}; refusing the archive")
 
 
 def _open(archive: Path) -> tarfile.TarFile:
@@ -254,16 +358,27 @@ def _one_line(e: BaseException) -> str:
 
 # -- checking ----------------------------------------------------------------------------------
 
-def _scan(archive: Path) -> tuple[dict[str, str], dict[str, bytes], list[str]]:
-    """Check every member; return the hash of each regular file, the bytes of manifest
-    candidates, and the links and other non-file members (which have no content to hash)."""
-    hashes: dict[str, str] = {}
-    manifests: dict[str, bytes] = {}
-    links: list[str] = []
+@dataclass
+class _Scan:
+    """What ``_scan`` found: the hash and size of each regular file, the bytes of manifest
+    candidates, and the links (which have no content to hash)."""
+
+    hashes: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    manifests: dict[str, bytes] = field(default_factory=dict)
+    links: list[str] = field(default_factory=list)
+
+
+def _scan(archive: Path) -> _Scan:
+    """Check every member, and the archive's limits, reading it to its end."""
+    found = _Scan()
+    hashes, manifests, links = found.hashes, found.manifests, found.links
     seen: set[str] = set()
+    budget = _Budget(archive)
     with _open(archive) as tar:
         try:
             for member in tar:
+                budget.member(member)
                 name = _check_member(archive, member)
                 if member.isdir():
                     continue
@@ -282,16 +397,17 @@ def _scan(archive: Path) -> tuple[dict[str, str], dict[str, bytes], list[str]]:
                     sha.update(block)
                     if keep:
                         chunks.append(block)
-                hashes[name] = sha.hexdigest()
+                hashes[name], found.sizes[name] = sha.hexdigest(), member.size
                 if keep:
                     manifests[name] = b"".join(chunks)
-            while tar.fileobj.read(_CHUNK):  # to the end: gzip checks its CRC and length there
-                pass
+            # to the end: gzip checks its CRC and length there; what follows the tar counts
+            while block := tar.fileobj.read(_CHUNK):
+                budget.spend(len(block))
         except ArchiveError:
             raise
         except _READ_ERRORS as e:
             raise ArchiveError(f"{archive}: corrupt archive ({_one_line(e)})") from None
-    return hashes, manifests, links
+    return found
 
 
 def _read_manifest(archive: Path, manifests: dict[str, bytes]) -> tuple[str, dict]:
@@ -322,8 +438,14 @@ def extract_archive(archive: str | Path, dest: str | Path,
     """Safely extract the regular files (those ``include(path)`` accepts) of an archive's top
     folder into the empty or new folder ``dest``; return the manifest (hashes: verify_archive)."""
     archive, dest = Path(archive), Path(dest)
-    _, manifests, _ = _scan(archive)  # every member is checked before anything is written
-    root, manifest = _read_manifest(archive, manifests)
+    scan = _scan(archive)  # every member and the limits are checked before anything is written
+    root, manifest = _read_manifest(archive, scan.manifests)
+    wanted = sum(size for name, size in scan.sizes.items() if name.startswith(root + "/")
+                 and (include is None or include(name[len(root) + 1:])))
+    free = _free_bytes(dest)
+    if wanted > free:
+        raise ArchiveError(f"{archive}: extracting needs {_size(wanted)}, but {dest} has "
+                           f"{_size(free)} free; refusing to fill the disk")
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise ArchiveError(f"{dest}: extraction folder is not empty")
@@ -357,13 +479,27 @@ def extract_archive(archive: str | Path, dest: str | Path,
     return manifest
 
 
+def _free_bytes(dest: Path) -> int:
+    """Free space where ``dest`` is, or would be created."""
+    here = Path(os.path.abspath(dest))
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    return shutil.disk_usage(here).free
+
+
 def verify_archive(archive: str | Path, rerun: bool = False,
-                   log: Callable[[str], None] = lambda s: None) -> VerifyReport:
+                   log: Callable[[str], None] = lambda s: None,
+                   trust: bool = False) -> VerifyReport:
     """Check every file of an archive against its manifest; with ``rerun``, rebuild its config
-    in a temporary workspace and compare the result files within ``RTOL`` / ``ATOL``."""
+    in a temporary workspace and compare the result files within ``RTOL`` / ``ATOL``.
+
+    The rebuild reads and writes only inside that workspace; a config path that leaves it is
+    refused, and so is a model or segmenter spec that imports Python, unless ``trust``.
+    """
     archive = Path(archive)
-    hashes, manifests, links = _scan(archive)
-    root, manifest = _read_manifest(archive, manifests)
+    scan = _scan(archive)
+    hashes, links = scan.hashes, scan.links
+    root, manifest = _read_manifest(archive, scan.manifests)
     prefix = root + "/"
     expected = {k: v["sha256"] for k, v in manifest["files"].items()}
     actual = {n[len(prefix):]: h for n, h in hashes.items()
@@ -377,28 +513,90 @@ def verify_archive(archive: str | Path, rerun: bool = False,
     report.extra = sorted([n for n in [*hashes, *links] if not n.startswith(prefix)] +
                           [p for p in [*actual, *inside] if p not in expected])
     if rerun:
-        report.rerun, report.rerun_files = _rerun(archive, manifest, log)
+        report.rerun, report.rerun_files = _rerun(archive, root, log, trust)
     return report
 
 
-def _rerun(archive: Path, manifest: dict, log: Callable[[str], None]
+def _read_config(archive: Path, root: str) -> bytes | None:
+    """The bytes of the archive's ``unitdissect.toml`` (None when it has none); every member
+    up to it is checked (``_scan`` has checked them all already)."""
+    with _open(archive) as tar:
+        try:
+            for member in tar:
+                name = _check_member(archive, member)
+                if name == f"{root}/{CONFIG_NAME}" and member.isfile():
+                    if member.size > MAX_CONFIG_BYTES:
+                        raise ArchiveError(f"{archive}: {name} is larger than "
+                                           f"{_size(MAX_CONFIG_BYTES)}; not a config")
+                    return tar.extractfile(member).read()
+        except ArchiveError:
+            raise
+        except _READ_ERRORS as e:
+            raise ArchiveError(f"{archive}: corrupt archive ({_one_line(e)})") from None
+    return None
+
+
+def _rerun_config(archive: Path, root: str, rebuilt: Path, log: Callable[[str], None]
+                  ) -> tuple[WorkspaceConfig, str | None]:
+    """The archived config (or the demo config), parsed; and its text, if the archive has one."""
+    data = _read_config(archive, root)
+    if data is None:
+        log("no unitdissect.toml in the archive: rebuilding the demo config")
+        return parse_config(DEMO_CONFIG, "<demo config>"), None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ArchiveError(f"{archive}: {root}/{CONFIG_NAME} is not UTF-8 text "
+                           f"({_one_line(e)})") from None
+    return parse_config(text, f"{root}/{CONFIG_NAME}", rebuilt / CONFIG_NAME), text
+
+
+def _check_rerun(archive: Path, config: WorkspaceConfig, workspace: Path | None,
+                 trust: bool) -> None:
+    """Refuse, in one line, a config whose paths leave ``workspace`` or that would run code
+    without ``trust``."""
+    what = f"{archive}: refusing to rerun"
+    try:
+        check_confined(config, workspace, what)
+        check_trusted(config, trust, what)
+    except ConfigError as e:
+        raise ArchiveError(str(e), hint=e.hint) from None
+
+
+def _under(path: str, folders: set[str]) -> bool:
+    """Whether the POSIX ``path`` is one of ``folders`` or inside one."""
+    return any(path == f or path.startswith(f + "/") for f in folders)
+
+
+def _rerun(archive: Path, root: str, log: Callable[[str], None], trust: bool
            ) -> tuple[list[Difference], int]:
-    """Rebuild the archived config in a temporary workspace; compare its result files."""
+    """Rebuild the archived config in a temporary workspace; compare its result files.
+
+    The config is checked before anything but itself is read: every path it names must stay
+    inside the workspace, and specs that import Python need ``trust``. Then the result files
+    and the inputs the config names are extracted into ``archived/``, the unpacked workspace
+    that relative paths resolve against (and the current folder during the build), and the
+    build writes into ``rebuild/``.
+    """
     from . import pipeline
 
     with tempfile.TemporaryDirectory(prefix="unitdissect-verify-") as tmp:
-        archived, rebuilt = Path(tmp) / "archived", Path(tmp) / "rebuild"
+        archived, rebuilt = Path(tmp).absolute() / "archived", Path(tmp).absolute() / "rebuild"
+        config, text = _rerun_config(archive, root, rebuilt, log)
+        _check_rerun(archive, config, None, trust)
+        inputs = {archive_path(item) for item in carried_inputs(config)}
         extract_archive(archive, archived,
-                        include=lambda p: p == CONFIG_NAME or _is_result(PurePosixPath(p)))
+                        include=lambda p: p == CONFIG_NAME or _is_result(PurePosixPath(p))
+                        or _under(p, inputs))
+        _check_rerun(archive, config, archived, trust)  # extraction makes no links; to be sure
         rebuilt.mkdir()
-        if (archived / CONFIG_NAME).is_file():
-            shutil.copyfile(archived / CONFIG_NAME, rebuilt / CONFIG_NAME)
-        else:
-            log("no unitdissect.toml in the archive: rebuilding the demo config")
-        config = load_config(rebuilt)
+        if text is not None:
+            (rebuilt / CONFIG_NAME).write_text(text, encoding="utf-8")
+        for spec in code_specs(config):  # only reached with trust
+            log(f"running the archive's code (--trust): {spec}")
         log(f"rebuilding in {rebuilt} ...")
-        # relative paths in the config (weights, data folders) resolve from where verify runs
-        pipeline.build(rebuilt, config, progress=False, log=log, root=Path.cwd())
+        with working_directory(archived):
+            pipeline.build(rebuilt, config, progress=False, log=log, root=archived)
         compared = len(set(result_files(archived)) | set(result_files(rebuilt)))
         return compare_results(archived, rebuilt), compared
 
