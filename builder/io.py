@@ -20,29 +20,63 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["atomic_open", "remove_partial", "write_bytes", "write_csv", "write_json",
+from .errors import storage_cause, storage_error
+
+__all__ = ["atomic_open", "remove_partial", "reporting", "write_bytes", "write_csv", "write_json",
            "write_npy", "write_npz", "write_text", "write_torch"]
 
 #: The timestamp of every member of the ``.npz`` files written here (the zip format's epoch).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The mode of written files: what ``open`` would give them (``mkstemp`` makes them 0600).
+_FILE_MODE = 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "wb", **kwargs: Any) -> Iterator[Any]:
-    """Open a temporary file next to ``path``; on success it replaces ``path``, else vanishes."""
+def atomic_open(path: str | Path, mode: str = "wb", *, size_hint: int | None = None,
+                **kwargs: Any) -> Iterator[Any]:
+    """Open a temporary file next to ``path``; on success it replaces ``path``, else vanishes.
+
+    A full disk or a folder that may not be written raises a ``StorageError`` naming ``path``
+    (``size_hint``: the bytes to write, for its message)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
+    with reporting(path, size_hint):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, _FILE_MODE)
+            with os.fdopen(fd, mode, **kwargs) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())  # the data is on disk before the name points to it
+            os.replace(tmp, path)
+        except BaseException:
+            if tmp is not None:  # a failed write frees what it took at once
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            raise
+
+
+@contextlib.contextmanager
+def reporting(path: str | Path, size_hint: int | None = None) -> Iterator[None]:
+    """Turn a full disk or a refused write inside the block into a one-line ``StorageError``
+    naming ``path`` (when the error names no file of its own)."""
     try:
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the name points to it
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        yield
+    except OSError as e:
+        cause = storage_cause(e)
+        if cause is None:
+            raise
+        raise storage_error(cause, path, needed=size_hint) from e
 
 
 def remove_partial(path: str | Path) -> None:
@@ -56,7 +90,7 @@ def remove_partial(path: str | Path) -> None:
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_open(path, "wb") as f:
+    with atomic_open(path, "wb", size_hint=len(data)) as f:
         f.write(data)
     return Path(path)
 

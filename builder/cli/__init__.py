@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from ..errors import ConfigError, UnitDissectError
+from ..errors import ConfigError, UnitDissectError, storage_cause, storage_error
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("build", "dataset", "layers", "dissect", "ablate", "gan", "render", "serve",
@@ -106,3 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted; rerun the same command to resume")
         return 130
+    except Exception as e:
+        cause = storage_cause(e)
+        if cause is None or args.debug:
+            raise
+        problem = storage_error(cause)  # a write outside builder.io: a full disk, say
+        _error(str(problem), problem.hint)
+        return EXIT_USER_ERROR

@@ -27,6 +27,9 @@ from PIL import Image
 from .. import __version__
 from ..errors import BadSampleError, ConfigError, DatasetError
 from ..fingerprint import fingerprint
+from ..io import atomic_open, reporting, write_text
+from ..lock import hold
+from ..workers import ignore_interrupts
 from .colornames import COLOR_MODEL_VERSION, name_colors
 from .probe import FORMAT_NAME, FORMAT_VERSION, ProbeSet
 from .sources.base import IMAGE_CATEGORIES, PIXEL_CATEGORIES, Source, SourceSample
@@ -232,6 +235,11 @@ class _ShardJob:
 _SHARED: dict = {}
 
 
+def _init_pool_worker(shared: dict) -> None:
+    ignore_interrupts()
+    _init_worker(shared)
+
+
 def _init_worker(shared: dict) -> None:
     _SHARED.clear()
     _SHARED.update(shared)
@@ -281,8 +289,9 @@ def _build_shard(job: _ShardJob) -> list[dict]:
     partial.mkdir(parents=True)
     if rows:
         features = _features(pixel_cats, image_cats)
-        datasets.Dataset.from_list(rows, features=features).save_to_disk(str(partial / "rows"))
-    (partial / "skipped.json").write_text(json.dumps(skipped))
+        with reporting(partial / "rows"):
+            datasets.Dataset.from_list(rows, features=features).save_to_disk(str(partial / "rows"))
+    write_text(partial / "skipped.json", json.dumps(skipped))
     os.replace(partial, job.path)
     return skipped
 
@@ -320,7 +329,7 @@ def _pool_context():
 
 def _write_concepts(path: Path, concepts: list[GlobalConcept], freq: np.ndarray,
                     coverage: np.ndarray) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["id", "name", "category", "level", "frequency", "coverage", "sources",
                     "synonyms"])
@@ -352,7 +361,6 @@ def build_dataset(sources: Sequence[Source], out: Path | str | None = None,
                   progress: bool = True, cache_dir: Path | str = "data/datasets") -> BuildResult:
     """Build (or fetch from the cache) the concept dataset of ``sources``."""
     import datasets
-    from tqdm.auto import tqdm
 
     options = options or BuildOptions()
     datasets.disable_progress_bars()  # the builder shows its own progress
@@ -362,6 +370,17 @@ def build_dataset(sources: Sequence[Source], out: Path | str | None = None,
     fp = dataset_fingerprint(sources, options)
     out = Path(out) if out else Path(cache_dir) / f"{'+'.join(s.name for s in sources)}-{fp[:12]}"
     out = out.resolve()
+    # one builder per dataset folder: a second one waits, then finds it built
+    with hold(out.with_name(f".{out.name}.lock"), f"the dataset {out}"):
+        return _build(sources, out, fp, options, force, progress, started)
+
+
+def _build(sources: Sequence[Source], out: Path, fp: str, options: BuildOptions, force: bool,
+           progress: bool, started: float) -> BuildResult:
+    """``build_dataset`` once ``out`` is locked."""
+    import datasets
+    from tqdm.auto import tqdm
+
     if (out / "probe.json").is_file() and not force:
         try:
             probe = ProbeSet(out)
@@ -395,7 +414,7 @@ def build_dataset(sources: Sequence[Source], out: Path | str | None = None,
     shared = dict(sources=list(sources), offsets=offsets, vocab=vocab, options=options,
                   pixel_cats=pixel_cats, image_cats=image_cats)
     if workers > 1 and len(todo) > 1:
-        with _pool_context().Pool(min(workers, len(todo)), _init_worker, (shared,)) as pool:
+        with _pool_context().Pool(min(workers, len(todo)), _init_pool_worker, (shared,)) as pool:
             for n in pool.imap_unordered(_run_shard, todo):
                 bar.update(n)
             pool.close()  # let the workers exit on their own: terminating them (the context
@@ -448,7 +467,8 @@ def build_dataset(sources: Sequence[Source], out: Path | str | None = None,
     staging = work / "dataset"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    table.save_to_disk(str(staging / "data"))
+    with reporting(staging / "data"):
+        table.save_to_disk(str(staging / "data"))
     _write_concepts(staging / "concepts.csv", concepts, freq, coverage)
     splits = np.asarray(table.data.column("split").to_numpy(zero_copy_only=False))
     info = {
@@ -465,7 +485,7 @@ def build_dataset(sources: Sequence[Source], out: Path | str | None = None,
                    "dropped_rare_concepts": len(vocab.concepts) - len(keep)},
         "skipped": skipped,
     }
-    (staging / "probe.json").write_text(json.dumps(info, indent=2))
+    write_text(staging / "probe.json", json.dumps(info, indent=2))
     del table, parts  # release the memory maps of the shards before removing them
     if out.exists():
         shutil.rmtree(out)

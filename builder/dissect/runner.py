@@ -37,6 +37,7 @@ import torch
 from .. import io as atomic
 from ..errors import ConfigError, DatasetError
 from ..fingerprint import fingerprint
+from ..lock import hold_folder
 from .cache import ActivationCache, batch_bytes, disk_room
 from .iou import IoUCounts, Upsampler, dedupe_image_labels, dedupe_labels, label_units, \
     summarize_layer
@@ -543,50 +544,51 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
                         "images": ctx.num_images, "mask_size": ctx.mask_size},
             "options": {**result_options, "mean": mean, "std": std}, "device": device.type}
     fps = {name: fingerprint(base, name) for name in layers}
-    todo = [name for name in layers if not _layer_done(out / "layers" / name, fps[name])]
-    stats = _previous_stats(out)
-    started = time.perf_counter()
-    group_fp = fingerprint(sorted(fps[name] for name in todo))
-    checkpoint = out / "checkpoints" / f"{group_fp[:24]}.pt"
-    if todo:
-        stats.update(_dissect_group(module, todo, probe, indices, ctx, mean, std, fps,
-                                    out, checkpoint, group_fp, progress))
-    concepts = sorted(probe.concepts, key=lambda c: c.id)
-    atomic.write_csv(out / "concepts.csv", ["id", "name", "category", "level", "frequency"],
-                     [[c.id, c.name, c.category, c.level, c.frequency] for c in concepts])
-    used_exact = {stats.get(n, {}).get("quantile_method") for n in layers}
-    manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "created": utc_now(),
-        "command": [portable_text(w) for w in command] if command is not None else None,
-        "versions": software_versions(),
-        "model": model_record(model, layers=list(layers)),
-        "dataset": {"spec": portable_spec(dataset_spec if dataset_spec is not None
-                                          else str(probe.path)),
-                    "path": run_relative(probe.path, out), "fingerprint": probe.fingerprint,
-                    "images": ctx.num_images, "total_images": len(probe),
-                    "image_size": int(probe.image_size), "mask_size": ctx.mask_size,
-                    "split": options.split, "num_columns": ctx.num_columns,
-                    "categories": ctx.categories,
-                    "inputs": getattr(probe, "inputs", "images")},
-        "options": {**dataclasses.asdict(options), "mean": list(mean), "std": list(std),
-                    "device": device.type, "device_requested": options.device,
-                    "quantile_method": used_exact.pop() if len(used_exact) == 1 else "mixed",
-                    "quantile_interpolation": "linear", "align_corners": False,
-                    "engine_version": ENGINE_VERSION},
-        "stats": {"layers": {n: stats.get(n, {}) for n in layers}, **skipped_record(probe),
-                  "seconds": round(time.perf_counter() - started, 3)},
-        "machine": machine_info(device),
-        "fingerprints": fps,
-    }
-    atomic.write_json(out / "manifest.json", manifest)
-    if checkpoint.exists():
-        checkpoint.unlink()
-    atomic.remove_partial(checkpoint)
-    try:
-        (out / "checkpoints").rmdir()  # only if no other run's checkpoint is left
-    except OSError:
-        pass
-    return out
+    with hold_folder(out, f"the run directory {out}"):  # one writer at a time
+        todo = [name for name in layers if not _layer_done(out / "layers" / name, fps[name])]
+        stats = _previous_stats(out)
+        started = time.perf_counter()
+        group_fp = fingerprint(sorted(fps[name] for name in todo))
+        checkpoint = out / "checkpoints" / f"{group_fp[:24]}.pt"
+        if todo:
+            stats.update(_dissect_group(module, todo, probe, indices, ctx, mean, std, fps,
+                                        out, checkpoint, group_fp, progress))
+        concepts = sorted(probe.concepts, key=lambda c: c.id)
+        atomic.write_csv(out / "concepts.csv", ["id", "name", "category", "level", "frequency"],
+                         [[c.id, c.name, c.category, c.level, c.frequency] for c in concepts])
+        used_exact = {stats.get(n, {}).get("quantile_method") for n in layers}
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "created": utc_now(),
+            "command": [portable_text(w) for w in command] if command is not None else None,
+            "versions": software_versions(),
+            "model": model_record(model, layers=list(layers)),
+            "dataset": {"spec": portable_spec(dataset_spec if dataset_spec is not None
+                                              else str(probe.path)),
+                        "path": run_relative(probe.path, out), "fingerprint": probe.fingerprint,
+                        "images": ctx.num_images, "total_images": len(probe),
+                        "image_size": int(probe.image_size), "mask_size": ctx.mask_size,
+                        "split": options.split, "num_columns": ctx.num_columns,
+                        "categories": ctx.categories,
+                        "inputs": getattr(probe, "inputs", "images")},
+            "options": {**dataclasses.asdict(options), "mean": list(mean), "std": list(std),
+                        "device": device.type, "device_requested": options.device,
+                        "quantile_method": used_exact.pop() if len(used_exact) == 1 else "mixed",
+                        "quantile_interpolation": "linear", "align_corners": False,
+                        "engine_version": ENGINE_VERSION},
+            "stats": {"layers": {n: stats.get(n, {}) for n in layers}, **skipped_record(probe),
+                      "seconds": round(time.perf_counter() - started, 3)},
+            "machine": machine_info(device),
+            "fingerprints": fps,
+        }
+        atomic.write_json(out / "manifest.json", manifest)
+        if checkpoint.exists():
+            checkpoint.unlink()
+        atomic.remove_partial(checkpoint)
+        try:
+            (out / "checkpoints").rmdir()  # only if no other run's checkpoint is left
+        except OSError:
+            pass
+        return out
 
 
 def _previous_stats(out: Path) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from ..dissect.manifest import (machine_info, model_record, software_versions, u
                                 warn_random_weights)
 from ..paths import portable_path, portable_text, run_relative
 from ..errors import ConfigError
+from ..lock import hold_folder
 from ..fingerprint import fingerprint
 from ..intervene.ablation import apply_unit_masks, unit_mask
 from .gallery import outline, slug, write_strip
@@ -215,50 +216,52 @@ def run_gan(model: str | Any, layers: Sequence[str] | str, segmenter: str | Any,
     with torch.no_grad():
         image_size = int(generator.generate(generator.latents([0])).shape[-1])
     labeller = Labeller(seg, options.mask_size or image_size)
-    probe = SampleProbe(generator, labeller, samples, options.cache_dir,
-                        batch_size=options.batch_size, progress=progress)
     out = Path(out)
-    dissect(generator.model, layers, probe, out,
-            DissectOptions(quantile=options.quantile, iou_threshold=options.iou_threshold,
-                           batch_size=options.batch_size, device=options.device,
-                           topk=options.topk, seed=options.seed),
-            progress=progress, dataset_spec=f"samples:{probe.path}", command=command)
-    run_manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    concepts, top = _choose_concepts(probe, options)
-    results = {}
-    for layer in layers:
-        fp = fingerprint(GAN_ENGINE_VERSION, generator.fingerprint(), probe.fingerprint, layer,
-                         run_manifest["fingerprints"][layer], result_options(options),
-                         [c.id for c in concepts])
-        folder = out / "generator" / layer
-        if _layer_done(folder, fp):
-            results[layer] = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-            continue
-        results[layer] = _run_layer(generator, probe, labeller, layer, concepts, top, options,
-                                    folder, out, fp, progress)
-    atomic.write_json(out / "generator" / "manifest.json", {
-        "format": GAN_FORMAT, "format_version": GAN_FORMAT_VERSION, "created": utc_now(),
-        "command": [portable_text(w) for w in command] if command is not None else None,
-        "versions": software_versions(),
-        "model": model_record(generator.model, layers=list(layers)),
-        "latent": generator.latent.describe(), "output_range": list(generator.output_range),
-        "segmenter": {"name": seg.name, "fingerprint": seg.fingerprint()},
-        "samples": {"count": samples, "path": run_relative(probe.path, out / "generator"),
-                    "fingerprint": probe.fingerprint,
-                    "image_size": probe.image_size, "mask_size": probe.mask_size,
-                    "segmented_now": probe.segmented},
-        "concepts": [c.name for c in concepts], "science_concept": top.name,
-        "options": {**dataclasses.asdict(options), "device": device.type,
-                    "cache_dir": portable_path(options.cache_dir) if options.cache_dir else None,
-                    "device_requested": options.device, "counts": options.counts(),
-                    "engine_version": GAN_ENGINE_VERSION},
-        "layers": {layer: {k: results[layer].get(k) for k in ("ablation", "insertion",
-                                                               "strategy", "seconds")}
-                   for layer in layers},
-        "seconds": round(time.perf_counter() - started, 3),
-        "machine": machine_info(device),
-    })
-    return out
+    with hold_folder(out, f"the run directory {out}"):  # one writer at a time
+        probe = SampleProbe(generator, labeller, samples, options.cache_dir,
+                            batch_size=options.batch_size, progress=progress)
+        dissect(generator.model, layers, probe, out,
+                DissectOptions(quantile=options.quantile, iou_threshold=options.iou_threshold,
+                               batch_size=options.batch_size, device=options.device,
+                               topk=options.topk, seed=options.seed),
+                progress=progress, dataset_spec=f"samples:{probe.path}", command=command)
+        run_manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        concepts, top = _choose_concepts(probe, options)
+        results = {}
+        for layer in layers:
+            fp = fingerprint(GAN_ENGINE_VERSION, generator.fingerprint(), probe.fingerprint, layer,
+                             run_manifest["fingerprints"][layer], result_options(options),
+                             [c.id for c in concepts])
+            folder = out / "generator" / layer
+            if _layer_done(folder, fp):
+                results[layer] = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+                continue
+            results[layer] = _run_layer(generator, probe, labeller, layer, concepts, top, options,
+                                        folder, out, fp, progress)
+        atomic.write_json(out / "generator" / "manifest.json", {
+            "format": GAN_FORMAT, "format_version": GAN_FORMAT_VERSION, "created": utc_now(),
+            "command": [portable_text(w) for w in command] if command is not None else None,
+            "versions": software_versions(),
+            "model": model_record(generator.model, layers=list(layers)),
+            "latent": generator.latent.describe(), "output_range": list(generator.output_range),
+            "segmenter": {"name": seg.name, "fingerprint": seg.fingerprint()},
+            "samples": {"count": samples, "path": run_relative(probe.path, out / "generator"),
+                        "fingerprint": probe.fingerprint,
+                        "image_size": probe.image_size, "mask_size": probe.mask_size,
+                        "segmented_now": probe.segmented},
+            "concepts": [c.name for c in concepts], "science_concept": top.name,
+            "options": {**dataclasses.asdict(options), "device": device.type,
+                        "cache_dir": (portable_path(options.cache_dir)
+                                      if options.cache_dir else None),
+                        "device_requested": options.device, "counts": options.counts(),
+                        "engine_version": GAN_ENGINE_VERSION},
+            "layers": {layer: {k: results[layer].get(k) for k in ("ablation", "insertion",
+                                                                   "strategy", "seconds")}
+                       for layer in layers},
+            "seconds": round(time.perf_counter() - started, 3),
+            "machine": machine_info(device),
+        })
+        return out
 
 
 def _segmenter_from_spec(spec: str, weights: str | None, device: torch.device, seed: int

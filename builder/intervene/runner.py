@@ -38,6 +38,7 @@ from .. import io as atomic
 from ..dissect.runner import input_problems, normalisation
 from ..errors import ConfigError, DatasetError
 from ..fingerprint import file_sha256, fingerprint
+from ..lock import hold_folder
 from .adversarial import change_overlap, cw_l2_attack, pgd_attack, unit_changes
 from .metrics import spearman
 from .sweep import (STRATEGIES, ClassMap, LayerEvaluator, curve_points,
@@ -267,136 +268,138 @@ def run_ablation(model: Any, layer: str, probe: Any, out: str | Path,
     run_dir = Path(out)
     folder = run_dir / "ablation" / layer
     folder.mkdir(parents=True, exist_ok=True)
-    base = {"version": ABLATION_VERSION, "layer": layer,
-            "model": {"spec": model.spec, "weights_sha256": model.weights_sha256},
-            "dataset": probe.fingerprint, "classes": list(classes.names),
-            "outputs": list(classes.outputs), "mean": mean, "std": std, "mode": "zero"}
-    manifest: dict[str, Any] = {
-        "format": MANIFEST_FORMAT, "format_version": 1, "created": utc_now(),
-        "command": [portable_text(w) for w in command] if command is not None else None,
-        "versions": software_versions(),
-        "model": model_record(model),
-        "layer": layer,
-        "dataset": {"spec": portable_spec(dataset_spec if dataset_spec is not None
-                                          else str(probe.path)),
-                    "path": run_relative(probe.path, folder), **skipped_record(probe),
-                    "fingerprint": probe.fingerprint,
-                    "total_images": len(probe), "image_size": int(probe.image_size),
-                    "rank_split": options.rank_split, "eval_split": options.eval_split,
-                    "rank_images": int(counts["rank"][keep].sum()),
-                    "eval_images": int(counts["eval"][keep].sum())},
-        "options": {**dataclasses.asdict(options), "mean": list(mean), "std": list(std),
-                    "device": device.type, "device_requested": options.device, "mode": "zero",
-                    "ablation_version": ABLATION_VERSION},
-        "classes": list(classes.names), "classes_left_out": left_out,
-        "machine": machine_info(device), "complete": False,
-    }
-    stages = _Stages(folder, manifest)
-    evaluators: dict[str, LayerEvaluator] = {}
+    with hold_folder(run_dir, f"the run directory {run_dir}"):  # one writer at a time
+        base = {"version": ABLATION_VERSION, "layer": layer,
+                "model": {"spec": model.spec, "weights_sha256": model.weights_sha256},
+                "dataset": probe.fingerprint, "classes": list(classes.names),
+                "outputs": list(classes.outputs), "mean": mean, "std": std, "mode": "zero"}
+        manifest: dict[str, Any] = {
+            "format": MANIFEST_FORMAT, "format_version": 1, "created": utc_now(),
+            "command": [portable_text(w) for w in command] if command is not None else None,
+            "versions": software_versions(),
+            "model": model_record(model),
+            "layer": layer,
+            "dataset": {"spec": portable_spec(dataset_spec if dataset_spec is not None
+                                              else str(probe.path)),
+                        "path": run_relative(probe.path, folder), **skipped_record(probe),
+                        "fingerprint": probe.fingerprint,
+                        "total_images": len(probe), "image_size": int(probe.image_size),
+                        "rank_split": options.rank_split, "eval_split": options.eval_split,
+                        "rank_images": int(counts["rank"][keep].sum()),
+                        "eval_images": int(counts["eval"][keep].sum())},
+            "options": {**dataclasses.asdict(options), "mean": list(mean), "std": list(std),
+                        "device": device.type, "device_requested": options.device, "mode": "zero",
+                        "ablation_version": ABLATION_VERSION},
+            "classes": list(classes.names), "classes_left_out": left_out,
+            "machine": machine_info(device), "complete": False,
+        }
+        stages = _Stages(folder, manifest)
+        evaluators: dict[str, LayerEvaluator] = {}
 
-    def evaluator(which: str) -> LayerEvaluator:
-        if which not in evaluators:
-            split = splits[which]
-            evaluators[which] = LayerEvaluator(
-                module, layer,
-                lambda: ((images, labels) for _, images, labels in _batches(
-                    probe, split, remap, options.batch_size, options.num_workers)),
-                classes, mean, std, device=device, strategy=options.strategy,
-                cache_memory=options.cache_memory, chunk_memory=options.chunk_memory,
-                batch_size=options.batch_size, progress=progress)
-        return evaluators[which]
+        def evaluator(which: str) -> LayerEvaluator:
+            if which not in evaluators:
+                split = splits[which]
+                evaluators[which] = LayerEvaluator(
+                    module, layer,
+                    lambda: ((images, labels) for _, images, labels in _batches(
+                        probe, split, remap, options.batch_size, options.num_workers)),
+                    classes, mean, std, device=device, strategy=options.strategy,
+                    cache_memory=options.cache_memory, chunk_memory=options.chunk_memory,
+                    batch_size=options.batch_size, progress=progress)
+            return evaluators[which]
 
-    sweeps: dict[str, dict[str, Any]] = {}
-    fps: dict[str, str] = {}
-    for which, stem in (("rank", "single_unit_rank"), ("eval", "single_unit")):
-        split_name = options.rank_split if which == "rank" else options.eval_split
-        files = [f"{stem}.npy", f"{stem}_margin.npy"]
-        fps[which] = fingerprint(base, which, split_name)
-        record = stages.done(which, fps[which], files)
-        if record is None:
+        sweeps: dict[str, dict[str, Any]] = {}
+        fps: dict[str, str] = {}
+        for which, stem in (("rank", "single_unit_rank"), ("eval", "single_unit")):
+            split_name = options.rank_split if which == "rank" else options.eval_split
+            files = [f"{stem}.npy", f"{stem}_margin.npy"]
+            fps[which] = fingerprint(base, which, split_name)
+            record = stages.done(which, fps[which], files)
+            if record is None:
+                started = time.perf_counter()
+                ev = evaluator(which)
+                result = single_unit_sweep(ev)
+                atomic.write_npy(folder / files[1], result.margin.astype(np.float32))
+                atomic.write_npy(folder / files[0], result.balanced_accuracy.astype(np.float32))
+                record = stages.finish(
+                    which, fps[which], files, split=split_name, images=result.images,
+                    per_class=result.counts.tolist(), balanced_accuracy=_floats(result.baseline),
+                    accuracy=float(result.baseline_accuracy),
+                    margin=_floats(result.baseline_margin),
+                    strategy=ev.strategy, units=ev.units,
+                    seconds=round(time.perf_counter() - started, 3))
+            sweeps[which] = record
+        rank_single = np.load(folder / "single_unit_rank.npy").astype(np.float64)
+        rank_margin = np.load(folder / "single_unit_rank_margin.npy").astype(np.float64)
+        units = rank_single.shape[0]
+        rank_baseline, eval_baseline = (_array(sweeps[w]["balanced_accuracy"])
+                                        for w in ("rank", "eval"))
+        rank_base_margin, eval_base_margin = (_array(sweeps[w]["margin"]) for w in ("rank", "eval"))
+        baseline = {
+            "layer": layer, "classes": list(classes.names),
+            "balanced_accuracy": _floats(eval_baseline), "accuracy": sweeps["eval"]["accuracy"],
+            "margin": _floats(eval_base_margin), "chance": 0.5, "units": units,
+            "splits": {"rank": options.rank_split, "eval": options.eval_split},
+            "counts": {"eval": {"images": sweeps["eval"]["images"],
+                                "per_class": sweeps["eval"]["per_class"]},
+                       "rank": {"images": sweeps["rank"]["images"],
+                                "per_class": sweeps["rank"]["per_class"]}},
+            "rank": {"balanced_accuracy": _floats(rank_baseline),
+                     "accuracy": sweeps["rank"]["accuracy"], "margin": _floats(rank_base_margin)},
+            "model_outputs": list(classes.outputs), "concept_ids": list(classes.concepts),
+            "classes_left_out": left_out, "mode": "zero",
+        }
+        if _read_json(folder / "baseline.json") != baseline:
+            atomic.write_json(folder / "baseline.json", baseline)
+        order = rank_units(rank_baseline, rank_single, rank_base_margin, rank_margin)  # [n, units]
+        ranking_path = folder / "ranking.npy"
+        if not (ranking_path.is_file() and np.array_equal(np.load(ranking_path), order)):
+            atomic.write_npy(ranking_path, order)
+
+        # -- curves, random units, the science check ----------------------------------------
+        curve_files = ["curves.csv", "random_curves.csv", "science.json"]
+        fps["curves"] = fingerprint(base, "curves", fps["rank"], fps["eval"], options.seed,
+                                    options.random_draws, options.science_k, options.science_factor,
+                                    options.science_fraction)
+        if stages.done("curves", fps["curves"], curve_files) is None:
             started = time.perf_counter()
-            ev = evaluator(which)
-            result = single_unit_sweep(ev)
-            atomic.write_npy(folder / files[1], result.margin.astype(np.float32))
-            atomic.write_npy(folder / files[0], result.balanced_accuracy.astype(np.float32))
-            record = stages.finish(
-                which, fps[which], files, split=split_name, images=result.images,
-                per_class=result.counts.tolist(), balanced_accuracy=_floats(result.baseline),
-                accuracy=float(result.baseline_accuracy), margin=_floats(result.baseline_margin),
-                strategy=ev.strategy, units=ev.units,
-                seconds=round(time.perf_counter() - started, 3))
-        sweeps[which] = record
-    rank_single = np.load(folder / "single_unit_rank.npy").astype(np.float64)
-    rank_margin = np.load(folder / "single_unit_rank_margin.npy").astype(np.float64)
-    units = rank_single.shape[0]
-    rank_baseline, eval_baseline = (_array(sweeps[w]["balanced_accuracy"])
-                                    for w in ("rank", "eval"))
-    rank_base_margin, eval_base_margin = (_array(sweeps[w]["margin"]) for w in ("rank", "eval"))
-    baseline = {
-        "layer": layer, "classes": list(classes.names),
-        "balanced_accuracy": _floats(eval_baseline), "accuracy": sweeps["eval"]["accuracy"],
-        "margin": _floats(eval_base_margin), "chance": 0.5, "units": units,
-        "splits": {"rank": options.rank_split, "eval": options.eval_split},
-        "counts": {"eval": {"images": sweeps["eval"]["images"],
-                            "per_class": sweeps["eval"]["per_class"]},
-                   "rank": {"images": sweeps["rank"]["images"],
-                            "per_class": sweeps["rank"]["per_class"]}},
-        "rank": {"balanced_accuracy": _floats(rank_baseline),
-                 "accuracy": sweeps["rank"]["accuracy"], "margin": _floats(rank_base_margin)},
-        "model_outputs": list(classes.outputs), "concept_ids": list(classes.concepts),
-        "classes_left_out": left_out, "mode": "zero",
-    }
-    if _read_json(folder / "baseline.json") != baseline:
-        atomic.write_json(folder / "baseline.json", baseline)
-    order = rank_units(rank_baseline, rank_single, rank_base_margin, rank_margin)  # [n, units]
-    ranking_path = folder / "ranking.npy"
-    if not (ranking_path.is_file() and np.array_equal(np.load(ranking_path), order)):
-        atomic.write_npy(ranking_path, order)
-
-    # -- curves, random units, the science check ----------------------------------------
-    curve_files = ["curves.csv", "random_curves.csv", "science.json"]
-    fps["curves"] = fingerprint(base, "curves", fps["rank"], fps["eval"], options.seed,
-                                options.random_draws, options.science_k, options.science_factor,
-                                options.science_fraction)
-    if stages.done("curves", fps["curves"], curve_files) is None:
-        started = time.perf_counter()
-        ev = evaluator("eval")
-        science, points = _write_curves(folder, ev, order, classes, eval_baseline,
-                                        eval_base_margin, layer, options)
-        stages.finish("curves", fps["curves"], curve_files, points=points,
-                      ablations=len(points) * 2 * len(classes), strategy=ev.strategy,
-                      fraction=science["fraction"], passed=science["pass"],
-                      margin_fraction=science["margin"]["fraction"],
-                      seconds=round(time.perf_counter() - started, 3))
-
-    # -- important units ---------------------------------------------------------------
-    unit_rows, units_sha = _read_units(run_dir, layer, units)
-    fps["important"] = fingerprint(base, "important", fps["rank"], options.top_k, units_sha)
-    if stages.done("important", fps["important"], ["important_units.csv"]) is None:
-        counts_top = _write_important(folder, order, classes, unit_rows, options.top_k)
-        stages.finish("important", fps["important"], ["important_units.csv"],
-                      units_csv_sha256=units_sha,
-                      interpretability=_interpretability(counts_top, unit_rows))
-
-    # -- adversarial attacks -------------------------------------------------------------
-    if options.adversarial > 0:
-        fps["adversarial"] = fingerprint(
-            base, "adversarial", fps["rank"], options.eval_split, options.seed,
-            options.adversarial, options.attack_k, options.pgd_eps, options.pgd_steps,
-            options.cw_steps, options.cw_search_steps, units_sha)
-        if stages.done("adversarial", fps["adversarial"], ["adversarial.json"]) is None:
-            started = time.perf_counter()
-            report = _adversarial(module, layer, probe, splits["eval"], remap, classes, mean,
-                                  std, device, order, rank_base_margin[None, :] - rank_margin,
-                                  unit_rows, options)
-            atomic.write_json(folder / "adversarial.json", report)
-            stages.finish("adversarial", fps["adversarial"], ["adversarial.json"],
-                          attacks=len(report["attacks"]),
+            ev = evaluator("eval")
+            science, points = _write_curves(folder, ev, order, classes, eval_baseline,
+                                            eval_base_margin, layer, options)
+            stages.finish("curves", fps["curves"], curve_files, points=points,
+                          ablations=len(points) * 2 * len(classes), strategy=ev.strategy,
+                          fraction=science["fraction"], passed=science["pass"],
+                          margin_fraction=science["margin"]["fraction"],
                           seconds=round(time.perf_counter() - started, 3))
-    manifest["complete"] = True
-    manifest["finished"] = utc_now()
-    atomic.write_json(folder / "manifest.json", manifest)
-    return folder
+
+        # -- important units ---------------------------------------------------------------
+        unit_rows, units_sha = _read_units(run_dir, layer, units)
+        fps["important"] = fingerprint(base, "important", fps["rank"], options.top_k, units_sha)
+        if stages.done("important", fps["important"], ["important_units.csv"]) is None:
+            counts_top = _write_important(folder, order, classes, unit_rows, options.top_k)
+            stages.finish("important", fps["important"], ["important_units.csv"],
+                          units_csv_sha256=units_sha,
+                          interpretability=_interpretability(counts_top, unit_rows))
+
+        # -- adversarial attacks -------------------------------------------------------------
+        if options.adversarial > 0:
+            fps["adversarial"] = fingerprint(
+                base, "adversarial", fps["rank"], options.eval_split, options.seed,
+                options.adversarial, options.attack_k, options.pgd_eps, options.pgd_steps,
+                options.cw_steps, options.cw_search_steps, units_sha)
+            if stages.done("adversarial", fps["adversarial"], ["adversarial.json"]) is None:
+                started = time.perf_counter()
+                report = _adversarial(module, layer, probe, splits["eval"], remap, classes, mean,
+                                      std, device, order, rank_base_margin[None, :] - rank_margin,
+                                      unit_rows, options)
+                atomic.write_json(folder / "adversarial.json", report)
+                stages.finish("adversarial", fps["adversarial"], ["adversarial.json"],
+                              attacks=len(report["attacks"]),
+                              seconds=round(time.perf_counter() - started, 3))
+        manifest["complete"] = True
+        manifest["finished"] = utc_now()
+        atomic.write_json(folder / "manifest.json", manifest)
+        return folder
 
 
 def _write_curves(folder: Path, ev: LayerEvaluator, order: np.ndarray, classes: ClassMap,

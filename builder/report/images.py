@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from builder.errors import DatasetError
+from builder.io import reporting
 
 #: Brightness kept outside the mask, and the outline colour of the mask's boundary.
 DIM = 0.3
@@ -131,7 +132,9 @@ def encode_jpeg(image: Image.Image, path: Path, quality: int = JPEG_QUALITY) -> 
     """Write an RGB image as a baseline JPEG."""
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
-    path.write_bytes(buffer.getvalue())
+    data = buffer.getvalue()
+    with reporting(path, len(data)):
+        path.write_bytes(data)
 
 
 def fit_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

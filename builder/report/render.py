@@ -9,7 +9,6 @@ import math
 import multiprocessing
 import os
 import shutil
-import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,6 +19,9 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from builder.errors import ConfigError
+from builder.io import reporting
+from builder.lock import LOCK_NAME, hold_folder
+from builder.workers import ignore_interrupts
 from builder.report import charts
 from builder.report.gather import (
     MIN_DROP,
@@ -55,7 +57,7 @@ TEMPLATES_DIR = (_PACKAGED_TEMPLATES if _PACKAGED_TEMPLATES.is_dir()
 #: The file that marks a folder as a site written by `unitdissect render` (so it may be emptied).
 MARKER = ".unitdissect-site"
 #: Top-level files of the output folder that are kept when it is emptied.
-KEEP = frozenset({"README.md", ".gitkeep"})
+KEEP = frozenset({"README.md", ".gitkeep", LOCK_NAME})  # the lock: a writer holds it
 #: A unit page lists the classes that rank it among their first TOP_RANK units.
 TOP_RANK = 5
 #: Units per worker task.
@@ -459,7 +461,8 @@ def _write_page(env: Environment, site: Site, out: Path, page: Page) -> None:
     )
     target = out / page.path
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html, encoding="utf-8")
+    with reporting(target, len(html)):
+        target.write_text(html, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- unit pages (workers)
@@ -505,11 +508,6 @@ def _units_task(task: tuple[int, int, int, int]) -> tuple[int, int]:
             images_written += 2
         _write_page(state.env, state.site, state.out, _unit_page(unit, drawn))
     return stop - start, images_written
-
-
-def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the main process, which stops the pool."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _tasks(site: Site) -> list[tuple[int, int, int, int]]:
@@ -612,37 +610,38 @@ def render_site(
     total_units = len(site.units)
     total = total_units + len(pages)
 
-    empty_output(path)
-    _copy_static(site, path)
-    for layer in site.layers:
-        (path / layer.dir / "img").mkdir(parents=True, exist_ok=True)
-    images = _copy_galleries(site, path)
+    with hold_folder(path, f"the site {path}"):  # one writer at a time
+        empty_output(path)
+        _copy_static(site, path)
+        for layer in site.layers:
+            (path / layer.dir / "img").mkdir(parents=True, exist_ok=True)
+        images = _copy_galleries(site, path)
 
-    done = 0
-    _STATE = _State(site, env, path, CachedImages(source, _image_size))
-    n_workers = _worker_count(workers, total_units)
-    try:
-        with contextlib.ExitStack() as stack:
-            if n_workers > 1:
-                pool = stack.enter_context(
-                    multiprocessing.get_context("fork").Pool(n_workers, initializer=_ignore_interrupts)
-                )
-                results: Iterator[tuple[int, int]] = pool.imap_unordered(_units_task, tasks)
-            else:
-                results = map(_units_task, tasks)
-            for page in pages:  # with workers, the main process writes these meanwhile
-                _write_page(env, site, path, page)
-                done += 1
-                if progress:
-                    progress(done, total)
-            for n_pages, n_images in results:
-                done += n_pages
-                images += n_images
-                if progress:
-                    progress(done, total)
-            if n_workers > 1:
-                pool.close()  # workers exit on their own (terminating them can leak semaphores)
-                pool.join()
-    finally:
-        _STATE = None
-    return RenderResult(path, total, images, total_units, time.perf_counter() - started, warnings)
+        done = 0
+        _STATE = _State(site, env, path, CachedImages(source, _image_size))
+        n_workers = _worker_count(workers, total_units)
+        try:
+            with contextlib.ExitStack() as stack:
+                if n_workers > 1:
+                    pool = stack.enter_context(
+                        multiprocessing.get_context("fork").Pool(n_workers, initializer=ignore_interrupts)
+                    )
+                    results: Iterator[tuple[int, int]] = pool.imap_unordered(_units_task, tasks)
+                else:
+                    results = map(_units_task, tasks)
+                for page in pages:  # with workers, the main process writes these meanwhile
+                    _write_page(env, site, path, page)
+                    done += 1
+                    if progress:
+                        progress(done, total)
+                for n_pages, n_images in results:
+                    done += n_pages
+                    images += n_images
+                    if progress:
+                        progress(done, total)
+                if n_workers > 1:
+                    pool.close()  # workers exit on their own (terminating them can leak semaphores)
+                    pool.join()
+        finally:
+            _STATE = None
+        return RenderResult(path, total, images, total_units, time.perf_counter() - started, warnings)

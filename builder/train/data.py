@@ -17,6 +17,7 @@ import torch
 from ..datasets.sources.base import SourceConcept
 from ..datasets.sources.toyworld import SCENES, ToyWorld, label_of
 from ..datasets.sources.toyworld import VERSION as TOYWORLD_VERSION
+from ..workers import ignore_interrupts
 
 __all__ = [
     "PIXEL_HEADS",
@@ -113,7 +114,7 @@ def render_scenes(n: int, size: int, seed: int, labels: bool = False, workers: i
     parts: list[tuple[np.ndarray, ...]] = []
     bar = _bar(n, f"render {n} scenes @{size}px seed {seed}", progress)
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=ignore_interrupts) as pool:
             for part in pool.map(_render_chunk, jobs):
                 parts.append(part)
                 bar.update(len(part[0]))

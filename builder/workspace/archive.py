@@ -39,6 +39,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ArchiveError, ConfigError
 from ..io import atomic_open
+from ..lock import LOCK_NAME, hold_folder
 from .config import CONFIG_NAME, DEMO_CONFIG, WorkspaceConfig, load_config, parse_config
 from .confine import (archive_path, carried_inputs, check_confined, check_trusted, code_specs,
                       has_control_characters, problem, working_directory)
@@ -135,11 +136,12 @@ def _stem(path: Path) -> str:
 
 
 def _excluded(rel: PurePosixPath) -> bool:
-    """Checkpoints (``runs/<name>/checkpoints/``) and temporary files of atomic writers."""
+    """Checkpoints (``runs/<name>/checkpoints/``), temporary files of atomic writers, and the
+    lock files of commands writing a folder."""
     parts = rel.parts
     if len(parts) > 3 and parts[0] == "runs" and parts[2] == "checkpoints":
         return True
-    return rel.name.startswith(".") and rel.name.endswith(".tmp")
+    return rel.name == LOCK_NAME or (rel.name.startswith(".") and rel.name.endswith(".tmp"))
 
 
 def _walk(folder: Path, arcbase: PurePosixPath, skip: Path) -> Iterator[tuple[str, Path]]:
@@ -230,47 +232,48 @@ def create_archive(workspace: str | Path = ".", out: str | Path | None = None) -
     if site.resolve() in (workspace.resolve(), *workspace.resolve().parents):
         raise ArchiveError(f"[site] out = {site_out!r} is the workspace itself or contains it; "
                            "give the site its own folder")
-    members: list[tuple[str, Path]] = []
-    if (workspace / CONFIG_NAME).is_file():
-        members.append((CONFIG_NAME, workspace / CONFIG_NAME))
-    skip = out.resolve()
-    members += _walk(runs, PurePosixPath("runs"), skip)
-    if site.is_dir():
-        members += _walk(site, PurePosixPath("site"), skip)
-    else:
-        logger.warning("no site folder %s: the archive has no site/", site)
-    inputs = _inputs(workspace, config, dict(members), skip)
-    taken = {rel for rel, _ in members}
-    first = 1 if members and members[0][0] == CONFIG_NAME else 0  # the config stays first
-    members = members[:first] + [m for m in inputs if m[0] not in taken] + members[first:]
-    _check_size(members)
+    with hold_folder(workspace, f"the workspace {workspace}"):  # no build writes meanwhile
+        members: list[tuple[str, Path]] = []
+        if (workspace / CONFIG_NAME).is_file():
+            members.append((CONFIG_NAME, workspace / CONFIG_NAME))
+        skip = out.resolve()
+        members += _walk(runs, PurePosixPath("runs"), skip)
+        if site.is_dir():
+            members += _walk(site, PurePosixPath("site"), skip)
+        else:
+            logger.warning("no site folder %s: the archive has no site/", site)
+        inputs = _inputs(workspace, config, dict(members), skip)
+        taken = {rel for rel, _ in members}
+        first = 1 if members and members[0][0] == CONFIG_NAME else 0  # the config stays first
+        members = members[:first] + [m for m in inputs if m[0] not in taken] + members[first:]
+        _check_size(members)
 
-    root = _stem(out)
-    files: dict[str, dict[str, object]] = {}
-    with atomic_open(out, "wb") as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
-        for arcname, path in members:
-            stat = path.stat()
-            info = tarfile.TarInfo(f"{root}/{arcname}")
-            info.size, info.mtime, info.mode = stat.st_size, int(stat.st_mtime), 0o644
-            with path.open("rb") as src:
-                reader = _HashingReader(src)
-                tar.addfile(info, reader)
-            files[arcname] = {"sha256": reader.sha.hexdigest(), "size": stat.st_size}
-        now = _dt.datetime.now(_dt.timezone.utc)
-        manifest = {
-            "format": ARCHIVE_FORMAT, "format_version": ARCHIVE_FORMAT_VERSION,
-            "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "unitdissect": __version__,
-            "config": CONFIG_NAME if CONFIG_NAME in files else None,
-            "site": "site" if site.is_dir() else None, "site_out": site_out,
-            "inputs": sorted(rel for rel, _ in inputs),
-            "excluded": ["data/", "runs/*/checkpoints/"],
-            "files": files,
-        }
-        data = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-        info = tarfile.TarInfo(f"{root}/{MANIFEST_NAME}")
-        info.size, info.mtime, info.mode = len(data), int(now.timestamp()), 0o644
-        tar.addfile(info, io.BytesIO(data))
-    return ArchiveInfo(out, len(files), sum(int(v["size"]) for v in files.values()))
+        root = _stem(out)
+        files: dict[str, dict[str, object]] = {}
+        with atomic_open(out, "wb") as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
+            for arcname, path in members:
+                stat = path.stat()
+                info = tarfile.TarInfo(f"{root}/{arcname}")
+                info.size, info.mtime, info.mode = stat.st_size, int(stat.st_mtime), 0o644
+                with path.open("rb") as src:
+                    reader = _HashingReader(src)
+                    tar.addfile(info, reader)
+                files[arcname] = {"sha256": reader.sha.hexdigest(), "size": stat.st_size}
+            now = _dt.datetime.now(_dt.timezone.utc)
+            manifest = {
+                "format": ARCHIVE_FORMAT, "format_version": ARCHIVE_FORMAT_VERSION,
+                "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "unitdissect": __version__,
+                "config": CONFIG_NAME if CONFIG_NAME in files else None,
+                "site": "site" if site.is_dir() else None, "site_out": site_out,
+                "inputs": sorted(rel for rel, _ in inputs),
+                "excluded": ["data/", "runs/*/checkpoints/"],
+                "files": files,
+            }
+            data = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+            info = tarfile.TarInfo(f"{root}/{MANIFEST_NAME}")
+            info.size, info.mtime, info.mode = len(data), int(now.timestamp()), 0o644
+            tar.addfile(info, io.BytesIO(data))
+        return ArchiveInfo(out, len(files), sum(int(v["size"]) for v in files.values()))
 
 
 # -- safety ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..dissect.manifest import model_record
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError, storage_cause, storage_error
 from ..fingerprint import fingerprint
 from ..paths import portable_path
 from .config import WorkspaceConfig
@@ -86,7 +86,14 @@ def _stage(summary: BuildSummary, state: _State, name: str, fp: str, outputs: li
         return
     log(f"[{name}] ...")
     started = time.perf_counter()
-    detail = work()
+    try:
+        detail = work()
+    except OSError as e:  # a write outside builder.io that names no file: name the stage's
+        cause = storage_cause(e)
+        if cause is None or cause.filename or isinstance(cause, StorageError):
+            raise
+        where = outputs[0].parent if outputs else state.path.parent.parent
+        raise storage_error(cause, where) from e
     state.done(name, fp)
     summary.stages.append(StageReport(name, time.perf_counter() - started, False, detail))
 
@@ -125,11 +132,19 @@ def _model_spec(root: Path, text: str):
 
 
 def _source_spec(root: Path, spec: str) -> str:
-    """A dataset spec with its local folder (``broden:``, ``images:``, a bare Broden
-    directory) resolved against ``root``; other specs unchanged."""
+    """A dataset spec with its local folders (``broden:``, ``images:``, a bare Broden
+    directory, ``hf:``'s ``path=`` and ``labels=``) resolved against ``root``; other specs
+    unchanged."""
+    from urllib.parse import parse_qsl, urlencode
+
     kind, colon, rest = spec.partition(":")
     if colon and kind in ("broden", "images") and rest:
         return f"{kind}:{_local(root, rest)}"
+    if colon and kind == "hf" and "?" in rest:
+        body, _, query = rest.partition("?")
+        pairs = [(k, str(_local(root, v)) if k in ("path", "labels") else v)
+                 for k, v in parse_qsl(query, keep_blank_values=True)]
+        return f"hf:{body}?{urlencode(pairs, safe='/:@')}"
     if not colon and spec != "toyworld" and (_local(root, spec) / "index.csv").is_file():
         return str(_local(root, spec))
     return spec
@@ -300,7 +315,7 @@ def _check_source(workspace: Path, spec: str, report: DryRunReport) -> Any:
             raise SpecError(f"unknown hub dataset {name!r}",
                             hint=f"hf:NAME with NAME one of {', '.join(ADAPTERS)}")
         if "path" in options:
-            local = Path(options["path"]).expanduser()
+            local = _local(workspace, options["path"])
             if not local.exists():
                 report.needs.append(f"dataset source {spec}: the local copy {local}")
         elif options.get("repo") or ADAPTERS[name].default_repo:
@@ -435,12 +450,22 @@ class _Build:
 
 def build(workspace: Path, config: WorkspaceConfig, force: bool = False,
           progress: bool = True, log: Callable[[str], None] = lambda s: None,
-          root: Path | None = None) -> BuildSummary:
+          root: Path | None = None, wait: bool | None = None) -> BuildSummary:
     """Run every stage of the workspace's config; return the summary.
 
     Relative paths in the config (local datasets, model files, weights, class lists) are
-    relative to ``root``, by default the workspace.
+    relative to ``root``, by default the workspace. The workspace is locked meanwhile: a
+    second build of it waits (``wait=False``: refuses at once, ``BusyError``).
     """
+    from ..lock import hold_folder
+
+    workspace = Path(workspace).resolve()
+    with hold_folder(workspace, f"the workspace {workspace}", wait=wait):
+        return _build(workspace, config, force, progress, log, root)
+
+
+def _build(workspace: Path, config: WorkspaceConfig, force: bool, progress: bool,
+           log: Callable[[str], None], root: Path | None) -> BuildSummary:
     from ..dissect.manifest import machine_info, software_versions, utc_now
     from ..io import write_json
     from ..models import demo_registry  # noqa: F401 - registers the demo models
