@@ -411,6 +411,8 @@ def _build(sources: Sequence[Source], out: Path, fp: str, options: BuildOptions,
     workers = options.workers or min(os.cpu_count() or 1, 8)
     bar = tqdm(total=total, initial=total - sum(j.stop - j.start for j in todo), unit="img",
                desc="building dataset", disable=not progress)
+    for source in sources:  # sources of large images decode them reduced to the side kept
+        getattr(source, "reduce_to", lambda side: None)(options.image_size)
     shared = dict(sources=list(sources), offsets=offsets, vocab=vocab, options=options,
                   pixel_cats=pixel_cats, image_cats=image_cats)
     if workers > 1 and len(todo) > 1:

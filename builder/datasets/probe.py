@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..errors import BadSampleError, DatasetError
 from .sources.base import CATEGORIES, SourceSample
+from .sources.broden import printable, read_label_array, read_rgb_image
 
 #: Name and version of the on-disk format; see docs/dataset-format.md.
 FORMAT_NAME = "unitdissect-concepts"
@@ -50,27 +49,57 @@ class ProbeBatch:
                             ("indices", "images", "labels", "image_labels", "has_category")))
 
 
+#: The columns every concepts.csv has (``sources`` and ``synonyms`` may be absent).
+CONCEPT_COLUMNS = ("id", "name", "category", "level", "frequency", "coverage")
+
+
 def read_concepts(path: Path) -> list[Concept]:
-    """Read a ``concepts.csv`` concept table."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return [
-            Concept(id=int(r["id"]), name=r["name"], category=r["category"], level=r["level"],
-                    frequency=int(r["frequency"]), coverage=float(r["coverage"]),
-                    sources=tuple(s for s in r.get("sources", "").split(";") if s),
-                    synonyms=tuple(s for s in r.get("synonyms", "").split(";") if s))
-            for r in csv.DictReader(f)
-        ]
+    """Read a ``concepts.csv`` concept table; DatasetError naming the file and the line."""
+    hint = "rebuild the dataset (unitdissect dataset build ... --force)"
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in CONCEPT_COLUMNS if c not in (reader.fieldnames or ())]
+            if missing:
+                raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}", hint=hint)
+            return [_concept(r, f"{path}:{line}", hint)
+                    for line, r in enumerate(reader, start=2)]
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({e.strerror or e})", hint=hint) from None
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not a readable csv file ({printable(e)})",
+                           hint=hint) from None
+
+
+def _concept(row: dict, where: str, hint: str) -> Concept:
+    """One concepts.csv row as a Concept; DatasetError on a short or malformed row."""
+    short = [c for c in CONCEPT_COLUMNS if row.get(c) is None]
+    if short:
+        raise DatasetError(f"{where}: row has no {', '.join(short)} value", hint=hint)
+    if row["category"] not in CATEGORIES or row["level"] not in ("pixel", "image"):
+        raise DatasetError(f"{where}: unknown category {row['category']!r} or level "
+                           f"{row['level']!r}", hint=hint)
+    try:
+        concept = Concept(id=int(row["id"]), name=row["name"], category=row["category"],
+                       level=row["level"], frequency=int(row["frequency"]),
+                       coverage=float(row["coverage"]),
+                       sources=tuple(s for s in (row.get("sources") or "").split(";") if s),
+                       synonyms=tuple(s for s in (row.get("synonyms") or "").split(";") if s))
+    except ValueError as e:
+        raise DatasetError(f"{where}: malformed row ({printable(e)})", hint=hint) from None
+    if concept.id < 1:
+        raise DatasetError(f"{where}: concept id {concept.id} (ids start at 1)", hint=hint)
+    return concept
 
 
 def decode_label_map(data: bytes) -> np.ndarray:
-    """Decode one 16-bit PNG label map to a uint16 array."""
-    return np.asarray(Image.open(io.BytesIO(data)), dtype=np.uint16)
+    """Decode one 16-bit PNG label map to a uint16 array (bounded like a source's masks)."""
+    return np.asarray(read_label_array(data, "a stored label map"), dtype=np.uint16)
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """Decode one stored image to an HxWx3 uint8 RGB array."""
-    image = Image.open(io.BytesIO(data))
-    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    """Decode one stored image to an HxWx3 uint8 RGB array (bounded like a source's images)."""
+    return read_rgb_image(data, "a stored image")
 
 
 class ProbeSet:
@@ -101,6 +130,11 @@ class ProbeSet:
         self.num_columns: int = max((c.id for c in self.concepts), default=0) + 1
         self.concept_category = np.full(self.num_columns, -1, dtype=np.int64)
         for c in self.concepts:
+            if c.category not in self.categories:
+                raise DatasetError(f"{self.path / 'concepts.csv'}: concept {c.id} is a "
+                                   f"{c.category}, a category probe.json does not list",
+                                   hint="rebuild the dataset (unitdissect dataset build ... "
+                                   "--force)")
             self.concept_category[c.id] = self.categories.index(c.category)
         self._table = None
 

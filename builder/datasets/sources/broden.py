@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence
@@ -49,11 +51,18 @@ from ...errors import BadSampleError, DatasetError
 from ...fingerprint import fingerprint
 from .base import CATEGORIES, IMAGE_CATEGORIES, PIXEL_CATEGORIES, SourceConcept, SourceSample
 
-__all__ = ["BrodenSource", "decode_label_png", "read_label_array", "read_rgb_image",
-           "strip_suffix"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MAX_LABEL_NUMBER", "BrodenSource", "decode_label_png",
+           "printable", "read_label_array", "read_rgb_image", "strip_suffix"]
 
 #: Bumped whenever the way samples are read changes (it enters the fingerprint).
 READER_VERSION = 2
+
+#: Images and masks of more pixels are bad samples, refused from their header before decoding
+#: (a 10,000 x 10,000 PNG compresses to a few hundred KB but decodes to 300 MB).
+DEFAULT_MAX_PIXELS = 50_000_000
+
+#: The largest label number a Broden mask can carry (``R + 256 * G``).
+MAX_LABEL_NUMBER = 65535
 
 #: The category suffixes of Broden's names; only the one matching a concept's category is removed.
 CATEGORY_SUFFIXES = {"scene": "-s", "color": "-c", "texture": "-t", "material": "-m"}
@@ -61,6 +70,12 @@ CATEGORY_SUFFIXES = {"scene": "-s", "color": "-c", "texture": "-t", "material": 
 _META_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")
 _CATEGORY_FIELD = re.compile(r"^\s*([^()]+?)\s*\(\s*(\d*)\s*\)\s*$")
 _IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: object) -> str:
+    """``text`` with control characters escaped (``\\x00``), for messages that quote a file."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
 def strip_suffix(name: str, category: str) -> str:
@@ -71,29 +86,71 @@ def strip_suffix(name: str, category: str) -> str:
     return name
 
 
-def _load_image(source: Path | bytes, where: str | Path | None, what: str) -> Image.Image:
-    """Open and fully decode an image file or encoded bytes; BadSampleError if unusable."""
-    where = where if where is not None else source
+def _load_image(source: Path | bytes, where: str | Path | None, what: str,
+                max_pixels: int = DEFAULT_MAX_PIXELS, side: int | None = None) -> Image.Image:
+    """Open an image file or encoded bytes, refuse it from its header above ``max_pixels``,
+    and decode it (reduced to a shorter side of at least ``side`` when given);
+    BadSampleError if unusable."""
+    where = printable(where if where is not None else source)
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray))
-                           else source)
-        image.load()
-        return image
+        with warnings.catch_warnings():
+            # our own limit below decides, from the header; Pillow's warning would print raw
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray))
+                               else source)
+            try:
+                _check_pixels(image, where, what, max_pixels)
+                return _decode(image, side)
+            except BaseException:
+                image.close()  # a refused or broken image leaves no open file behind
+                raise
+    except BadSampleError:
+        raise
     except FileNotFoundError:
         raise BadSampleError(f"{where}: {what} file does not exist") from None
+    except Image.DecompressionBombError:
+        raise BadSampleError(f"{where}: {what} refused, more pixels than Pillow decodes "
+                             f"({2 * (Image.MAX_IMAGE_PIXELS or 0):,})") from None
     except _IMAGE_ERRORS as e:
-        raise BadSampleError(f"{where}: unreadable {what} ({e})") from None
+        raise BadSampleError(f"{where}: unreadable {what} ({printable(e)})") from None
 
 
-def read_rgb_image(source: Path | bytes, where: str | Path | None = None) -> np.ndarray:
-    """Read an image file (or its bytes) as HxWx3 uint8 RGB; BadSampleError if unusable."""
-    image = _load_image(source, where, "image")
+def _check_pixels(image: Image.Image, where: str, what: str, max_pixels: int) -> None:
+    """BadSampleError when the header's size exceeds ``max_pixels`` (nothing decoded yet)."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise BadSampleError(f"{where}: {what} of {width}x{height} = {width * height:,} "
+                             f"pixels, above the limit of {max_pixels:,} (max_pixels)")
+
+
+def _decode(image: Image.Image, side: int | None) -> Image.Image:
+    """Decode ``image``; with ``side``, at a reduced scale keeping its shorter side >= side."""
+    width, height = image.size
+    factor = min(width, height) // side if side else 1
+    if factor < 2:
+        image.load()
+        return image
+    # JPEG decodes at 1/2, 1/4 or 1/8 scale directly; others decode whole, then shrink by box
+    target = (math.ceil(width / factor), math.ceil(height / factor))
+    image.draft("RGB", target)
+    image.load()
+    factor = min(image.size) // side
+    return image.reduce(factor) if factor >= 2 else image
+
+
+def read_rgb_image(source: Path | bytes, where: str | Path | None = None,
+                   max_pixels: int = DEFAULT_MAX_PIXELS, side: int | None = None) -> np.ndarray:
+    """Read an image file (or its bytes) as HxWx3 uint8 RGB, refused above ``max_pixels`` and
+    reduced while decoding to a shorter side of at least ``side``; BadSampleError if unusable."""
+    image = _load_image(source, where, "image", max_pixels, side)
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
 
 
-def read_label_array(source: Path | bytes, where: str | Path | None = None) -> np.ndarray:
-    """Read a label image as stored: HxW for gray / 16-bit PNGs, HxWx3 (or x4) for color ones."""
-    image = _load_image(source, where, "mask")
+def read_label_array(source: Path | bytes, where: str | Path | None = None,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a label image as stored: HxW for gray / 16-bit PNGs, HxWx3 (or x4) for color ones
+    (never resampled; refused above ``max_pixels``)."""
+    image = _load_image(source, where, "mask", max_pixels)
     if image.mode not in ("RGB", "RGBA", "L", "I", "I;16", "I;16B", "I;16L"):
         image = image.convert("RGB")
     return np.asarray(image)
@@ -129,18 +186,19 @@ class _Table:
 
 def _read_csv(path: Path, required: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # utf-8-sig: a byte order mark (as spreadsheet programs write) is not part of the header
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = [h.strip() for h in next(reader, [])]
             rows = [r for r in reader if r]
     except OSError as e:
         raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from None
     except (csv.Error, UnicodeDecodeError) as e:
-        raise DatasetError(f"{path}: not a readable csv file ({e})") from None
+        raise DatasetError(f"{path}: not a readable csv file ({printable(e)})") from None
     missing = [c for c in required if c not in header]
     if missing:
         raise DatasetError(f"{path}: missing column(s) {', '.join(missing)} "
-                           f"(header: {','.join(header)})")
+                           f"(header: {printable(','.join(header))})")
     return header, rows
 
 
@@ -153,8 +211,23 @@ def _parse_category_field(text: str, where: str) -> dict[str, int]:
         elif "(" not in item and ")" not in item:
             counts[item] = 0
         else:
-            raise DatasetError(f"{where}: bad category field {text!r} (expected e.g. object(12))")
+            raise DatasetError(f"{where}: bad category field {text!r} "
+                               "(expected e.g. object(12))")
     return counts
+
+
+def _label_number(text: str, where: str) -> int:
+    """A label number of a csv row: an integer in 0..MAX_LABEL_NUMBER, else DatasetError."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise DatasetError(f"{where}: label number {text!r} "
+                           "is not an integer") from None
+    if not 0 <= number <= MAX_LABEL_NUMBER:
+        # a mask holds R + 256 * G; a larger number could label nothing (and would size the
+        # lookup tables by it)
+        raise DatasetError(f"{where}: label number {number} is outside 0..{MAX_LABEL_NUMBER}")
+    return number
 
 
 def _read_labels(path: Path) -> dict[int, _Label]:
@@ -163,13 +236,7 @@ def _read_labels(path: Path) -> dict[int, _Label]:
     labels: dict[int, _Label] = {}
     for line, r in enumerate(rows, start=2):
         r = r + [""] * (len(header) - len(r))
-        try:
-            number = int(r[col["number"]])
-        except ValueError:
-            raise DatasetError(f"{path}:{line}: label number {r[col['number']]!r} "
-                               "is not an integer") from None
-        if number < 0:
-            raise DatasetError(f"{path}:{line}: negative label number {number}")
+        number = _label_number(r[col["number"]], f"{path}:{line}")
         if number == 0:
             continue  # 0 is "no label" in every mask
         counts = (_parse_category_field(r[col["category"]], f"{path}:{line}")
@@ -189,10 +256,7 @@ def _category_members(root: Path, category: str, labels: dict[int, _Label]) -> s
     i = header.index("number")
     members = set()
     for line, r in enumerate(rows, start=2):
-        try:
-            number = int(r[i])
-        except (ValueError, IndexError):
-            raise DatasetError(f"{path}:{line}: label number is not an integer") from None
+        number = _label_number(r[i] if i < len(r) else "", f"{path}:{line}")
         if number == 0:
             continue
         if number not in labels:
@@ -330,7 +394,7 @@ class BrodenSource:
         ih, iw = self._int(row, "ih", where), self._int(row, "iw", where)
         if (ih is not None and image.shape[0] != ih) or (iw is not None and
                                                           image.shape[1] != iw):
-            raise BadSampleError(f"{where}: image {row['image'].strip()} is {image.shape[1]}x"
+            raise BadSampleError(f"{where}: image {printable(row['image'].strip())} is {image.shape[1]}x"
                                  f"{image.shape[0]}, index.csv says {iw}x{ih}")
         sh, sw = self._int(row, "sh", where), self._int(row, "sw", where)
         pixel: dict[str, list[np.ndarray]] = {}
@@ -351,7 +415,7 @@ class BrodenSource:
     # -- helpers ----------------------------------------------------------------------
     def _path(self, entry: str, where: str) -> Path:
         rel = PurePosixPath(entry.strip().replace("\\", "/"))
-        if not entry.strip() or rel.is_absolute() or ".." in rel.parts:
+        if not entry.strip() or rel.is_absolute() or ".." in rel.parts or "\x00" in entry:
             raise BadSampleError(f"{where}: bad file path {entry!r}")
         return self.root / "images" / rel
 
@@ -381,20 +445,27 @@ class BrodenSource:
         return mapped
 
     def _image_label(self, entry: str, cat: str, where: str) -> int:
-        if not entry.isdigit():
+        return int(self._codes(np.array([self._number(entry, cat, where)]), cat, where)[0])
+
+    @staticmethod
+    def _number(entry: str, cat: str, where: str) -> int:
+        """A label number written in index.csv; BadSampleError unless one a mask could hold."""
+        if not (entry.isascii() and entry.isdigit()):
             raise BadSampleError(f"{where}: {cat} holds {entry!r}, expected label numbers")
-        return int(self._codes(np.array([int(entry)]), cat, where)[0])
+        if int(entry) > MAX_LABEL_NUMBER:
+            raise BadSampleError(f"{where}: {cat} label {entry} is outside 0..{MAX_LABEL_NUMBER}")
+        return int(entry)
 
     def _layer(self, entry: str, cat: str, shape: tuple[int, int],
                expected: tuple[int | None, int | None], where: str) -> np.ndarray:
         dtype = self._table.dtype
-        if entry.isdigit():  # a label covering the whole image
-            code = self._codes(np.array([int(entry)]), cat, where)[0]
+        if entry.isascii() and entry.isdigit():  # a label covering the whole image
+            code = self._codes(np.array([self._number(entry, cat, where)]), cat, where)[0]
             return np.full(shape, code, dtype=dtype)
         labels = decode_label_png(self._path(entry, where))
         sh, sw = expected
         if (sh is not None and labels.shape[0] != sh) or (sw is not None and
                                                            labels.shape[1] != sw):
-            raise BadSampleError(f"{where}: {cat} mask {entry} is {labels.shape[1]}x"
+            raise BadSampleError(f"{where}: {cat} mask {printable(entry)} is {labels.shape[1]}x"
                                  f"{labels.shape[0]}, index.csv says {sw}x{sh}")
         return self._codes(labels, cat, where).astype(dtype, copy=False)

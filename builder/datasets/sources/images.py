@@ -6,6 +6,12 @@ themselves from the modules in ``PLUGIN_MODULES``, which every lookup imports fi
 lookup finds them whatever the caller imported before). A segmenter returns, per image,
 ``category -> label maps`` in its own codes; maps of an image-level category (scene, texture)
 are reduced to the set of codes they contain.
+
+Spec: ``images:PATH[?max_pixels=N]``. An image of more than ``max_pixels`` pixels (default
+``DEFAULT_MAX_PIXELS``, 50 megapixels) is a bad sample, refused from its header before it is
+decoded; a larger one is decoded at a reduced scale (JPEG at 1/2, 1/4 or 1/8 directly, others
+shrunk by whole factors) when the builder says what side it keeps (``reduce_to``), so neither
+decoding nor the segmenter ever sees an image much larger than the dataset's.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -20,7 +27,7 @@ import numpy as np
 from ...errors import BadSampleError, DatasetError, SpecError
 from ...fingerprint import fingerprint
 from .base import CATEGORIES, IMAGE_CATEGORIES, SourceConcept, SourceSample
-from .broden import read_rgb_image
+from .broden import DEFAULT_MAX_PIXELS, read_rgb_image
 
 __all__ = ["IMAGE_EXTENSIONS", "PLUGIN_MODULES", "ImageFolderSource", "Segmenter",
            "get_segmenter", "list_segmenters", "register_segmenter"]
@@ -28,7 +35,10 @@ __all__ = ["IMAGE_EXTENSIONS", "PLUGIN_MODULES", "ImageFolderSource", "Segmenter
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 #: Bumped whenever the way samples are made changes (it enters the fingerprint).
-READER_VERSION = 1
+READER_VERSION = 2
+
+#: The options of an ``images:PATH?key=value`` spec.
+SPEC_OPTIONS = ("max_pixels",)
 
 
 @runtime_checkable
@@ -98,13 +108,37 @@ def _list_images(root: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
+def split_spec(text: str) -> tuple[str, dict[str, int]]:
+    """``"photos?max_pixels=1000000"`` -> ``("photos", {"max_pixels": 1000000})``; a folder
+    whose own name holds a ``?`` is taken as it is."""
+    folder, mark, query = str(text).partition("?")
+    if not mark or Path(str(text)).expanduser().is_dir():
+        return str(text), {}
+    options: dict[str, int] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in SPEC_OPTIONS:
+            raise SpecError(f"images:{text}: unknown option {key!r}",
+                            hint=f"options: {', '.join(SPEC_OPTIONS)}")
+        if not (value.isascii() and value.isdigit()) or int(value) < 1:
+            raise SpecError(f"images:{text}: {key} must be a positive whole number, "
+                            f"got {value!r}")
+        options[key] = int(value)
+    return folder, options
+
+
 class ImageFolderSource:
     """The images under a folder (recursive), with the labels a segmenter gives them."""
 
     name = "images"
 
-    def __init__(self, path: str | Path, segmenter: Segmenter | str) -> None:
-        self.root = Path(path).expanduser()
+    def __init__(self, path: str | Path, segmenter: Segmenter | str,
+                 max_pixels: int | None = None) -> None:
+        folder, options = split_spec(str(path))
+        self.root = Path(folder).expanduser()
+        #: images of more pixels are bad samples, refused before decoding
+        self.max_pixels = int(max_pixels or options.get("max_pixels", DEFAULT_MAX_PIXELS))
+        #: decode larger images reduced to a shorter side of at least this (None: as stored)
+        self.side: int | None = None
         if not self.root.is_dir():
             raise DatasetError(f"image folder not found: {self.root}")
         self.segmenter = get_segmenter(segmenter) if isinstance(segmenter, str) else segmenter
@@ -116,6 +150,10 @@ class ImageFolderSource:
             raise DatasetError(f"{self.root}: no images found "
                                f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)")
 
+    def reduce_to(self, side: int) -> None:
+        """Decode images reduced to a shorter side of at least ``side`` (the builder's)."""
+        self.side = int(side)
+
     def concepts(self) -> Sequence[SourceConcept]:
         """The segmenter's vocabulary."""
         return list(self.segmenter.concepts())
@@ -125,7 +163,8 @@ class ImageFolderSource:
         return len(self.files)
 
     def fingerprint(self) -> str:
-        """Folder, names + sizes + mtimes of the images, and the segmenter's fingerprint."""
+        """Folder, names + sizes + mtimes of the images, the pixel limit, and the segmenter's
+        fingerprint (the decoding side follows the build's image size, in its fingerprint)."""
         stats = []
         for rel in self.files:
             try:
@@ -134,7 +173,7 @@ class ImageFolderSource:
             except OSError:
                 stats.append((rel.as_posix(), None, None))
         return fingerprint("images", READER_VERSION, str(self.root.resolve()), stats,
-                           self.segmenter.name, self.segmenter.fingerprint())
+                           self.max_pixels, self.segmenter.name, self.segmenter.fingerprint())
 
     def sample(self, index: int) -> SourceSample:
         """Read image ``index`` and label it with the segmenter."""
@@ -151,7 +190,8 @@ class ImageFolderSource:
             if not 0 <= index < len(self.files):
                 raise IndexError(f"image {index} out of range 0..{len(self.files) - 1}")
             try:
-                images.append(read_rgb_image(self.root / self.files[index]))
+                images.append(read_rgb_image(self.root / self.files[index],
+                                             max_pixels=self.max_pixels, side=self.side))
                 where.append(len(out))
                 out.append(None)
             except BadSampleError as e:
