@@ -51,12 +51,30 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def layer_list(text: str) -> list[str]:
-    """The layers of a ``--layers A,B`` option; at least one."""
+    """The layers of a ``--layers A,B`` option; at least one, none twice."""
     layers = [name.strip() for name in text.split(",") if name.strip()]
     if not layers:
         raise ConfigError("--layers must name at least one layer",
                           hint="list them with `unitdissect layers MODEL`")
+    twice = sorted({name for name in layers if layers.count(name) > 1})
+    if twice:  # each layer is one folder of the run: a repeat would be dissected twice
+        raise ConfigError(f"--layers names {', '.join(map(repr, twice))} twice")
     return layers
+
+
+def seed_arg(text: str) -> int:
+    """The value of a ``--seed N`` option (``type=`` of every command's ``--seed``): the
+    config's ``seed`` rule, so that what one accepts the other does."""
+    from ..workspace.config import seed_problem
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    why = seed_problem(value)
+    if why:  # argparse names the option and exits 2, as for any malformed value
+        raise argparse.ArgumentTypeError(f"{why}, got {text!r}")
+    return value
 
 
 def reproducing_command(command: str, args: argparse.Namespace,

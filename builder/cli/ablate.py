@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import seed_arg
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``ablate`` command."""
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="default 64")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
                    help="default auto: cuda, else mps, else cpu")
-    p.add_argument("--seed", type=int, default=0, metavar="N",
+    p.add_argument("--seed", type=seed_arg, default=0, metavar="N",
                    help="seed of the random initialisation (without weights), of the random "
                    "unit draws and of the attacked images (default 0)")
     p.add_argument("--mean", metavar="R,G,B",

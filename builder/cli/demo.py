@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import seed_arg
+
 MODELS = ("classifier", "segmenter", "generator")  # "all" trains them in this order
 
 
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="output folder (default data/demo, where the shipped weights live)")
     t.add_argument("--device", default="auto",
                    help="auto (CUDA when available, else CPU), cpu or cuda (default auto)")
-    t.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
+    t.add_argument("--seed", type=seed_arg, default=0, metavar="N", help="random seed (default 0)")
     t.add_argument("--epochs", type=int, metavar="N",
                    help="epochs (classifier, segmenter; default: the shipped run's)")
     t.add_argument("--steps", type=int, metavar="N",

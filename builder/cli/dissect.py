@@ -6,6 +6,8 @@ import argparse
 import re
 import sys
 
+from . import seed_arg
+
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
           "mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12,
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--std", metavar="R,G,B", help="input normalisation std (same default)")
     p.add_argument("--split", default="all", metavar="all|train|val",
                    help="probe images to use (default all)")
-    p.add_argument("--seed", type=int, default=0, metavar="N",
+    p.add_argument("--seed", type=seed_arg, default=0, metavar="N",
                    help="seed of the random initialisation (without weights) and of the "
                    "quantile sketch's sampling (default 0)")
     p.add_argument("--topk", type=int, default=12, metavar="K",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import seed_arg
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``gan`` command."""
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="generated samples (sample i always comes from the same latent; "
                    "default 1000)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run directory")
-    p.add_argument("--seed", type=int, default=0, metavar="N",
+    p.add_argument("--seed", type=seed_arg, default=0, metavar="N",
                    help="latent seed (and random initialisation without weights; default 0)")
     p.add_argument("--latent-dim", type=int, metavar="N",
                    help="latent size (default: the model's declared one)")

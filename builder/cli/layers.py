@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from . import seed_arg
+
 if TYPE_CHECKING:  # the CLI imports torch only when a command runs
     import torch
 
@@ -36,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="state dict (.pth, .pt or .safetensors); default: the model's own "
                    "weights, or a random initialisation (progan: and stylegan2: checkpoints "
                    "are their own weights)")
-    p.add_argument("--seed", type=int, default=0, metavar="N",
+    p.add_argument("--seed", type=seed_arg, default=0, metavar="N",
                    help="seed of the random initialisation when there are no weights, and of "
                    "a generator's latent (default 0)")
     p.add_argument("--input-size", type=int, metavar="N",

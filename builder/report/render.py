@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -590,8 +591,12 @@ def render_site(
     image_for: ImageSource | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    title: str | None = None,
 ) -> RenderResult:
-    """Render run directories into a static site in `out` (emptied but kept); returns what was written."""
+    """Render run directories into a static site in `out` (emptied but kept); returns what was written.
+
+    `title` names the home page (a workspace's ``[site] title``); default "Overview".
+    """
     global _STATE
     started = time.perf_counter()
     if workers is not None and workers < 1:
@@ -606,6 +611,8 @@ def render_site(
     for message in warnings:
         log.warning(message)
     pages = list(_site_pages(site))
+    if title:
+        pages = [dataclasses.replace(p, title=title) if p.path == "index.html" else p for p in pages]
     tasks = _tasks(site)
     total_units = len(site.units)
     total = total_units + len(pages)

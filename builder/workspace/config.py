@@ -21,6 +21,16 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 CONFIG_NAME = "unitdissect.toml"
+#: Seeds go to ``torch.manual_seed`` (at most 2**64 - 1, and ``seed + 1`` is used too) and
+#: numpy's SeedSequence: a non-negative 64-bit signed integer fits both.
+MAX_SEED = 2**63 - 1
+
+
+def seed_problem(value: object) -> str | None:
+    """What is wrong with a seed (the CLI's ``--seed`` and the config's ``seed``), or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        return "expected an integer from 0 to 2**63 - 1"
+    return None
 
 
 @dataclass
@@ -32,6 +42,7 @@ class DatasetConfig:
     mask_size: int | None = None
     min_frequency: int | None = None  # None: all of a Broden release, else 10 (as Broden)
     val_fraction: float = 0.2
+    segmenter: str | None = None  # labels images:PATH sources (dataset build --segmenter)
 
 
 @dataclass
@@ -130,6 +141,14 @@ class WorkspaceConfig:
     ablate: list[AblateConfig] = field(default_factory=list)
     gan: list[GanConfig] = field(default_factory=list)
     site: SiteConfig = field(default_factory=SiteConfig)
+    #: the text and file name it was parsed from, so later checks name file:line (no field:
+    #: it is neither compared nor written to the build manifest)
+    _origin = ("", CONFIG_NAME)
+
+    def where(self, section: str | None, index: int | None, key: str) -> str:
+        """``file:line`` where ``key`` of ``[section]`` (its ``index``-th table) is set."""
+        text, source = self._origin
+        return _at(source, _line_of(text, section, index, key))
 
 
 DEMO_CONFIG = """\
@@ -176,15 +195,18 @@ title = "unitdissect demo: the toy world"
 
 _SECTIONS = {"dataset": DatasetConfig, "dissect": DissectConfig, "ablate": AblateConfig,
              "gan": GanConfig, "site": SiteConfig}
-_CHOICES = {"device": ("auto", "cpu", "cuda", "mps"), "split": ("all", "train", "val"),
+_CHOICES = {"split": ("all", "train", "val"),
             "threshold_on": ("upsampled", "raw"), "rank_split": ("train", "val", "all"),
             # the presets and choices of builder/dissect/method.py (kept light: no torch here)
             "method": ("unitdissect", "netdissect", "pnas"),
             "upsampling": ("bilinear", "bilinear-zeros"), "union": ("category", "overlap", "all"),
             "eval_split": ("train", "val", "all"), "strategy": ("auto", "split", "graft", "full")}
 _RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+#: The devices ``--device`` takes (builder/dissect/runner.py, ``input_problems``; the tests
+#: hold the two to the same answers), without importing torch.
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?|mps")
 #: The smallest value of integer keys (any section).
-_MINIMUM = {"seed": 0, "batch_size": 1, "topk": 1, "min_frequency": 0, "image_size": 8,
+_MINIMUM = {"batch_size": 1, "topk": 1, "min_frequency": 0, "image_size": 8,
             "mask_size": 4, "random_draws": 1, "top_k": 1, "science_k": 1, "adversarial": 0,
             "pgd_steps": 1, "cw_steps": 1, "samples": 1, "num_concepts": 1, "max_units": 1,
             "ablation_samples": 1, "insertion_units": 1, "insertion_samples": 1,
@@ -270,6 +292,10 @@ def _build(cls, data: dict, where: tuple[str | None, int | None], text: str,
             problems.append(f"{at}: {label} = {value!r}: expected an integer >= "
                             f"{_MINIMUM[key]}")
             continue
+        why = _value_problem(key, value)
+        if why:
+            problems.append(f"{at}: {label} = {value!r}: {why}")
+            continue
         values[key] = value
     for key in _REQUIRED.get(cls, ()):
         if not data.get(key):
@@ -278,8 +304,28 @@ def _build(cls, data: dict, where: tuple[str | None, int | None], text: str,
     return cls(**values)
 
 
-def parse_config(text: str, source: str = CONFIG_NAME, path: Path | None = None) -> WorkspaceConfig:
-    """Parse and validate a config; raise one ConfigError listing every problem."""
+def _value_problem(key: str, value: Any) -> str | None:
+    """What is wrong with a well-typed value of ``key`` beyond its type and minimum, or None."""
+    if key == "seed":
+        return seed_problem(value)
+    if key == "device" and not _DEVICE.fullmatch(value):
+        return "expected auto, cpu, cuda, cuda:N or mps"
+    if key == "sources" and not value:
+        return "expected at least one source spec, e.g. [\"toyworld\"]"
+    if key == "layers":
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:  # each layer is one folder of the run: a repeat would be dissected twice
+            return f"{', '.join(map(repr, twice))} is given twice"
+    return None
+
+
+def parse_config(text: str, source: str = CONFIG_NAME, path: Path | None = None, *,
+                 check_options: bool = False) -> WorkspaceConfig:
+    """Parse and validate a config; raise one ConfigError listing every problem.
+
+    ``check_options`` adds what the commands' option classes refuse (``load_config`` does;
+    it imports torch, which a config read only for its paths does without).
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -305,7 +351,11 @@ def parse_config(text: str, source: str = CONFIG_NAME, path: Path | None = None)
                 continue
             setattr(config, section, [_build(cls, v, (section, i), text, source, problems)
                                       for i, v in enumerate(value)])
+    config._origin = (text, source)
     _check_references(config, text, source, problems)
+    if check_options:
+        _check_options(config, problems)
+    problems.sort(key=_line_number)  # in the file's order, whichever check found them
     if problems:
         raise ConfigError(problems[0] if len(problems) == 1 else
                           f"{len(problems)} problems in the config:\n  " + "\n  ".join(problems))
@@ -352,9 +402,60 @@ def _check_references(config: WorkspaceConfig, text: str, source: str,
         pairs.add((a.run, a.layer))
 
 
+def _line_number(problem: str) -> int:
+    """The line a ``file:line: ...`` problem names (0 when it names none)."""
+    m = re.match(r"[^\n]*?:(\d+): ", problem)
+    return int(m.group(1)) if m else 0
+
+
+#: ``--flag`` (or ``key``) at the start of one problem of the option classes' messages.
+_OPTION_PROBLEM = re.compile(r"(?:--)?([a-z][a-z0-9_-]*) (.*)", re.S)
+
+
+def _check_options(config: WorkspaceConfig, problems: list[str]) -> None:
+    """What the commands' own option classes refuse (ranges, finite numbers, presets), the
+    same checks as their flags', each reported at its key in the config."""
+    from dataclasses import replace
+
+    from . import pipeline
+
+    # the top-level seed and device are checked once (_value_problem), not again per entry;
+    # an [[ablate]] entry's normalisation is its [[dissect]] entry's, checked there
+    plain = replace(config, seed=0, device="cpu")
+    checks = [("dissect", i, d, lambda d=d: pipeline._dissect_options(plain, d))
+              for i, d in enumerate(config.dissect)]
+    checks += [("ablate", i, a, lambda a=a: pipeline._ablation_options(plain, a, None))
+               for i, a in enumerate(config.ablate)]
+    checks += [("gan", i, g, lambda g=g: pipeline._gan_options(plain, g, name_entry=False))
+               for i, g in enumerate(config.gan)]
+    for section, index, entry, make in checks:
+        try:
+            make()
+        except ConfigError as e:
+            for part in re.split(r"; (?=--|[a-z_]+ must )", str(e)):
+                problems.append(_located(config, section, index, part, entry))
+
+
+def _located(config: WorkspaceConfig, section: str, index: int, problem: str,
+             entry: Any) -> str:
+    """An option class's problem (``--quantile must be ...``) as ``file:line: key = value:
+    what``, at the key it names when the config has it, else at the entry."""
+    m = _OPTION_PROBLEM.fullmatch(problem.strip())
+    key = m.group(1).replace("-", "_") if m else ""
+    if not m or key not in {f.name for f in fields(type(entry))} or key == "path":
+        at = config.where(section, index, key)  # not a key of the entry: its header line
+        return f"{at}: [[{section}]] #{index + 1}: {problem.lstrip('-')}"
+    what = m.group(2)
+    what = re.sub(r",? got .*$", "", what, flags=re.S) if what.startswith("must") else \
+        problem.lstrip("-")
+    return (f"{config.where(section, index, key)}: {section}.{key} = {getattr(entry, key)!r}: "
+            f"{what}")
+
+
 def load_config(workspace: Path) -> WorkspaceConfig:
     """The workspace's ``unitdissect.toml``, or the demo config when there is none."""
     path = Path(workspace) / CONFIG_NAME
     if path.is_file():
-        return parse_config(path.read_text(encoding="utf-8"), str(path), path)
-    return parse_config(DEMO_CONFIG, "<demo config>")
+        return parse_config(path.read_text(encoding="utf-8"), str(path), path,
+                            check_options=True)
+    return parse_config(DEMO_CONFIG, "<demo config>", check_options=True)

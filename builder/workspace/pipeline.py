@@ -113,6 +113,7 @@ class DryRunReport:
     checked: list[str] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)  # downloads, local folders, weights files
     notes: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # specs that would import Python
 
 
 def _local(root: Path, path: str | Path) -> Path:
@@ -167,18 +168,21 @@ def _ablation_options(config: WorkspaceConfig, entry, dissect_entry):
     """The [[ablate]] entry's AblationOptions; normalisation from its [[dissect]] entry."""
     from ..intervene import AblationOptions
 
-    # the dissection's normalisation, its preset's included
-    dissection = _dissect_options(config, dissect_entry)
+    # the dissection's normalisation, its preset's included (None: the options alone)
+    dissection = _dissect_options(config, dissect_entry) if dissect_entry else None
     return AblationOptions(
         rank_split=entry.rank_split, eval_split=entry.eval_split, batch_size=entry.batch_size,
-        device=config.device, seed=config.seed, mean=dissection.mean, std=dissection.std,
+        device=config.device, seed=config.seed, mean=dissection and dissection.mean,
+        std=dissection and dissection.std,
         strategy=entry.strategy,
         random_draws=entry.random_draws, top_k=entry.top_k, science_k=entry.science_k,
         adversarial=entry.adversarial, pgd_steps=entry.pgd_steps, cw_steps=entry.cw_steps)
 
 
-def _gan_options(config: WorkspaceConfig, entry, cache_dir: Path | None = None):
-    """The [[gan]] entry's GanOptions (docs/generator.md); its errors name the entry."""
+def _gan_options(config: WorkspaceConfig, entry, cache_dir: Path | None = None,
+                 name_entry: bool = True):
+    """The [[gan]] entry's GanOptions (docs/generator.md); its errors name the entry
+    (``name_entry``; the config's own check names the file, line and key instead)."""
     from ..generator import GanOptions
 
     try:
@@ -195,6 +199,8 @@ def _gan_options(config: WorkspaceConfig, entry, cache_dir: Path | None = None):
             truncation_psi=entry.truncation_psi,
             cache_dir=str(cache_dir) if cache_dir is not None else None)
     except ConfigError as e:
+        if not name_entry:
+            raise
         raise ConfigError(f"[[gan]] {entry.name}: {e}", hint=e.hint) from None
 
 
@@ -241,8 +247,11 @@ def _class_names(root: Path, entry, model) -> list[str]:
 
 def dry_run(config: WorkspaceConfig, workspace: Path | None = None) -> DryRunReport:
     """Validate a config offline: every spec parses, every layer exists on the model (random
-    weights unless shipped), every option is valid. Nothing is downloaded and no dataset is
-    opened except the toy world; what a build will fetch or read is listed in ``needs``.
+    weights unless shipped), every option is valid, the device is on this machine. Nothing is
+    downloaded, no dataset is opened except the toy world, and no code of the config's runs:
+    a model spec that would import Python (``file.py:CALLABLE``, ``module:CALLABLE``) is
+    parsed and its file or module found, and listed in ``unchecked``; what a build will fetch
+    or read is listed in ``needs``.
 
     ``workspace`` (default: the config file's folder, else the current one) is what relative
     paths in the config are relative to.
@@ -255,9 +264,14 @@ def dry_run(config: WorkspaceConfig, workspace: Path | None = None) -> DryRunRep
         workspace = config.path.parent if config.path else Path.cwd()
     workspace = Path(workspace).resolve()
     report = DryRunReport()
+    check_machine(config)
     d = config.dataset
     if config.dissect:
-        sources = [_check_source(workspace, spec, report) for spec in d.sources]
+        _check_dataset_segmenter(config)
+        if d.segmenter and not any(s.startswith("images:") for s in d.sources):
+            report.notes.append(f"[dataset] segmenter {d.segmenter} labels images: sources; "
+                                "there is none")
+        sources = [_check_source(workspace, spec, report, d.segmenter) for spec in d.sources]
         default_build_options(sources, image_size=d.image_size, mask_size=d.mask_size,
                               min_frequency=d.min_frequency, val_fraction=d.val_fraction)
     else:
@@ -266,12 +280,16 @@ def dry_run(config: WorkspaceConfig, workspace: Path | None = None) -> DryRunRep
     for entry in config.gan:
         _check_generator(workspace, config, entry, report)
     for entry in config.dissect:
-        model = load_model(_model_spec(workspace, entry.model), seed=config.seed)
-        resolve_layers(model.module, entry.layers)
-        models[entry.name] = model
-        shipped = " (shipped weights)" if model.weights is not None else ""
-        report.checked.append(f"{entry.name}: {entry.model}{shipped}, layers "
-                              f"{', '.join(entry.layers)}")
+        code = _code_spec("dissect", entry)
+        if code:
+            _check_code_spec(workspace, entry.model, code, report)
+        else:
+            model = load_model(_model_spec(workspace, entry.model), seed=config.seed)
+            resolve_layers(model.module, entry.layers)
+            models[entry.name] = model
+            shipped = " (shipped weights)" if model.weights is not None else ""
+            report.checked.append(f"{entry.name}: {entry.model}{shipped}, layers "
+                                  f"{', '.join(entry.layers)}")
         if entry.weights:
             weights = _local(workspace, entry.weights)
             if not weights.is_file():
@@ -285,24 +303,77 @@ def dry_run(config: WorkspaceConfig, workspace: Path | None = None) -> DryRunRep
         if entry.classes and not _local(workspace, entry.classes).is_file():
             report.needs.append(f"{where}: the class names file "
                                 f"{_local(workspace, entry.classes)}")
-        else:
-            names = _class_names(workspace, entry, models[entry.run])
+        elif entry.run in models or entry.classes:
+            names = _class_names(workspace, entry, models.get(entry.run))
             report.checked.append(f"{where}: {len(names)} classes")
+        else:  # the model's own class names: it would have to be imported
+            report.unchecked.append(f"{where}: the class names of {dissects[entry.run].model} "
+                                    "(not checked offline: would import Python)")
     for entry in config.gan:
         _gan_options(config, entry)
         _check_segmenter(workspace, entry, report)
     return report
 
 
-def _check_source(workspace: Path, spec: str, report: DryRunReport) -> Any:
+def check_machine(config: WorkspaceConfig) -> None:
+    """The config's device is on this machine (``cuda`` needs CUDA); its error names the key."""
+    from ..dissect.runner import resolve_device
+
+    try:
+        resolve_device(config.device)
+    except ConfigError as e:
+        why = str(e).partition(": ")[2] or str(e)
+        raise ConfigError(f"{config.where(None, None, 'device')}: device = {config.device!r}: "
+                          f"{why}", hint="set device = \"auto\" or \"cpu\"") from None
+
+
+def _code_spec(section: str, entry) -> str | None:
+    """``code_specs``' line for the entry's model when loading it would import Python."""
+    from .confine import code_specs
+
+    lines = code_specs(WorkspaceConfig(**{section: [entry]}))
+    return next((line for line in lines if line.startswith(f"[[{section}]] model")), None)
+
+
+def _check_code_spec(root: Path, text: str, label: str, report: DryRunReport) -> None:
+    """What can be checked of a spec that imports Python without importing it: it parses (its
+    arguments are literals), its file is there or its top-level module is installed."""
+    import importlib.util
+
+    from ..errors import SpecError
+
+    spec = _model_spec(root, text)
+    if spec.source == "file":
+        path = Path(spec.target)
+        if not path.is_file():
+            raise SpecError(f"{label}: model file not found: {path}")
+        if path.suffix != ".py":
+            raise SpecError(f"{label}: model file {path} is not a .py file")
+    else:
+        top = spec.target.split(".")[0]
+        # find_spec of a top-level name only searches the import path: nothing is executed
+        if importlib.util.find_spec(top) is None:
+            raise SpecError(f"{label}: no module named {top!r}",
+                            hint="is the package installed, or is its folder on PYTHONPATH?")
+    found = "file found" if spec.source == "file" else "module found"
+    report.unchecked.append(f"{label}: not checked offline: would import Python (parsed, "
+                            f"{found}; the build imports it and checks the layers)")
+
+
+def _check_source(workspace: Path, spec: str, report: DryRunReport,
+                  segmenter: str | None = None) -> Any:
     """Check one dataset spec without downloading or reading a dataset; return the opened
-    toy world, else a stand-in with the source's name (for the build options' defaults)."""
+    toy world, else a stand-in with the source's name (for the build options' defaults).
+    ``segmenter`` is ``[dataset] segmenter``, the one that labels ``images:`` folders."""
     from types import SimpleNamespace
 
     from ..datasets import open_sources
     from ..errors import SpecError
 
     kind, colon, rest = spec.partition(":")
+    if colon and kind == "images":
+        _check_images_source(workspace, spec, segmenter, report)
+        return SimpleNamespace(name="images", size=None)
     if kind == "toyworld":
         (source,) = open_sources([spec])
         report.checked.append(f"dataset source {spec}")
@@ -343,6 +414,43 @@ def _check_source(workspace: Path, spec: str, report: DryRunReport) -> Any:
     return source
 
 
+def _check_dataset_segmenter(config: WorkspaceConfig) -> None:
+    """``images:`` sources have ``[dataset] segmenter`` to label them, a registered name
+    (nothing is loaded)."""
+    from ..datasets.sources.images import list_segmenters
+
+    name = config.dataset.segmenter
+    if name is None:
+        images = [s for s in config.dataset.sources if s.strip().startswith("images:")]
+        if images:
+            raise ConfigError(f"{config.where('dataset', None, 'sources')}: dataset.sources: "
+                              f"{images[0]!r} needs a segmenter to label its images",
+                              hint="add segmenter = \"demo:segmenter\" (or another) to [dataset]")
+        return
+    known = list_segmenters()
+    if name not in known:
+        raise ConfigError(f"{config.where('dataset', None, 'segmenter')}: dataset.segmenter = "
+                          f"{name!r}: unknown segmenter", hint=f"known: {', '.join(known)}")
+
+
+def _check_images_source(workspace: Path, spec: str, segmenter: str | None,
+                         report: DryRunReport) -> None:
+    """An ``images:DIR`` source: the folder is here and ``[dataset] segmenter`` is a known
+    segmenter name; no image is read and no segmenter is loaded."""
+    from ..errors import SpecError
+
+    rest = spec.partition(":")[2]
+    if not rest:
+        raise SpecError("images: needs a folder, e.g. images:photos/")
+    if segmenter is None:  # the config's own check says so first; a programmatic config
+        raise SpecError(f"dataset source {spec!r}: an images source needs a segmenter to "
+                        "label it", hint="add segmenter = \"demo:segmenter\" to [dataset]")
+    folder = _local(workspace, rest.partition("?")[0])  # images:DIR?OPTIONS
+    if not folder.is_dir():
+        report.needs.append(f"dataset source {spec}: a folder of images at {folder}")
+    report.checked.append(f"dataset source {spec} labelled by {segmenter} (parsed, not opened)")
+
+
 #: Layer names of ``progan:FILE`` generators (GAN Dissection's layout), checked without the file.
 _PROGAN_LAYER = re.compile(r"layer[1-9][0-9]*|output_[0-9]+x[0-9]+")
 
@@ -357,9 +465,13 @@ def _check_generator(root: Path, config: WorkspaceConfig, entry, report: DryRunR
     kind, colon, target = entry.model.partition(":")
     where = f"{entry.name}: {entry.model}"
     if not (colon and kind in ("progan", "stylegan2")):
-        model = load_model(_model_spec(root, entry.model), seed=config.seed)
-        resolve_layers(model.module, entry.layers)
-        report.checked.append(f"{where}, layers {', '.join(entry.layers)}")
+        code = _code_spec("gan", entry)
+        if code:
+            _check_code_spec(root, entry.model, code, report)
+        else:
+            model = load_model(_model_spec(root, entry.model), seed=config.seed)
+            resolve_layers(model.module, entry.layers)
+            report.checked.append(f"{where}, layers {', '.join(entry.layers)}")
         if entry.weights and not _local(root, entry.weights).is_file():
             report.needs.append(f"{entry.name}: the weights file {_local(root, entry.weights)}")
         return
@@ -471,6 +583,10 @@ def _build(workspace: Path, config: WorkspaceConfig, force: bool, progress: bool
     from ..models import demo_registry  # noqa: F401 - registers the demo models
 
     workspace = Path(workspace).resolve()
+    # before anything runs: a cuda device on a machine without one, images nothing labels
+    check_machine(config)
+    if config.dissect:
+        _check_dataset_segmenter(config)
     manifest: dict[str, Any] = {
         "format": "unitdissect-build", "format_version": 1, "started": utc_now(),
         "config": {"path": str(config.path) if config.path else None,
@@ -501,7 +617,7 @@ def _build(workspace: Path, config: WorkspaceConfig, force: bool, progress: bool
     def render_stage() -> str:
         from ..report.render import render_site
 
-        r = render_site(run_dirs, site_dir)
+        r = render_site(run_dirs, site_dir, title=config.site.title)
         return f"{getattr(r, 'pages', '')} pages".strip()
 
     _stage(ctx.summary, ctx.state, "render", render_fp, [site_dir / "index.html"],
@@ -522,7 +638,9 @@ def _dataset_stage(ctx: _Build):
     from ..datasets.probe import ProbeSet
 
     d, workspace, force, progress = ctx.config.dataset, ctx.workspace, ctx.force, ctx.progress
-    sources = open_sources([_source_spec(ctx.root, s) for s in d.sources])
+    # the segmenter labels images: sources, as `unitdissect dataset build --segmenter` passes it
+    labelled = {"segmenter": d.segmenter} if d.segmenter else {}
+    sources = open_sources([_source_spec(ctx.root, s) for s in d.sources], **labelled)
     options = default_build_options(sources, image_size=d.image_size, mask_size=d.mask_size,
                                     min_frequency=d.min_frequency,
                                     val_fraction=d.val_fraction)
