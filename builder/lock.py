@@ -146,7 +146,6 @@ def hold_folder(folder: str | Path, what: str | None = None, wait: bool | None =
                 log: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager:
     """``hold`` the lock file inside ``folder`` (created if missing)."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir() or any(p.is_file() for p in folder.parents):
-        raise ConfigError(f"{folder}: is a file, not a folder (or lies inside one)",
-                          hint="choose a folder for the output (--out)")
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: is a file, not a folder", hint="choose another folder")
     return hold(folder / LOCK_NAME, what or str(folder), wait=wait, log=log)

@@ -3,6 +3,7 @@
 A manifest or a page names a file relative to the working folder when it lies inside it, else
 by its file name (its content hash, recorded beside it, says which file it was). Specs that
 carry a path (``broden:/data/broden1_224``, ``/home/me/net.py:build``) keep their form.
+``output_folder`` and ``output_file`` refuse an output that is not what a command may write.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import re
 from pathlib import Path, PurePath
 from typing import Any
 
-__all__ = ["portable_path", "portable_spec", "portable_text", "portable_tree", "run_relative"]
+__all__ = ["output_file", "output_folder", "portable_path", "portable_spec", "portable_text",
+           "portable_tree", "run_relative"]
 
 # an absolute POSIX path inside free text: a slash after a start, a space, '=', ':' or a quote
 _ABSOLUTE = re.compile(r"(?:(?<=^)|(?<=[\s=:'\"(]))(/(?!/)[^\s'\"<>()]+)")
@@ -76,3 +78,38 @@ def run_relative(path: str | os.PathLike, run_dir: str | os.PathLike) -> str:
     """``path`` relative to a run directory (``../../data/x``): a locator with no machine
     prefix, valid wherever the run and its data move together."""
     return Path(os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())).as_posix()
+
+
+def output_folder(path: str | os.PathLike, option: str = "--out",
+                  dataset: bool = False) -> Path:
+    """``path`` as a folder a command may write into: refused in one line when it is a file
+    (``/dev/null`` included), lies inside one, or is a concept dataset (unless ``dataset``:
+    the command writes datasets)."""
+    from .errors import ConfigError
+
+    folder = Path(path)
+    hint = f"choose a folder for {option}"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {folder}: is a file, not a folder", hint=hint)
+    inside = next((p for p in folder.absolute().parents if p.exists() and not p.is_dir()), None)
+    if inside is not None:
+        raise ConfigError(f"{option} {folder}: {inside} is a file, not a folder", hint=hint)
+    if not dataset and (folder / "probe.json").is_file():
+        raise ConfigError(f"{option} {folder}: is a concept dataset; writing into it would "
+                          "overwrite its files", hint=hint)
+    return folder
+
+
+def output_file(path: str | os.PathLike, option: str = "--out", example: str = "out") -> Path:
+    """``path`` as a file a command may write: refused in one line when it is a folder or lies
+    inside a file."""
+    from .errors import ConfigError
+
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{option} {target}: is a folder; give the file's name",
+                          hint=f"e.g. {option} {target / example}")
+    inside = next((p for p in target.absolute().parents if p.exists() and not p.is_dir()), None)
+    if inside is not None:
+        raise ConfigError(f"{option} {target}: {inside} is a file, not a folder")
+    return target

@@ -204,9 +204,9 @@ def test_a_malformed_concepts_csv_row_is_one_line(built, capsys, edit, needle):
 
 # -- 6. a missing checkpoint ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["progan", "stylegan2"])
-def test_a_missing_generator_checkpoint_says_no_such_file(tmp_path, capsys, kind):
+def test_a_missing_generator_checkpoint_says_not_found(tmp_path, capsys, kind):
     missing = tmp_path / "nonexistent.pth"
-    _error(capsys, ["layers", f"{kind}:{missing}"], f"{missing}: no such file")
+    _error(capsys, ["layers", f"{kind}:{missing}"], f"weights file not found: {missing}")
     _error(capsys, ["gan", "--model", f"{kind}:{missing}", "--layers", "x", "--out",
-                    str(tmp_path / "run")], f"{missing}: no such file")
+                    str(tmp_path / "run")], f"weights file not found: {missing}")
     _error(capsys, ["layers", f"{kind}:{tmp_path}"], "a folder, not a file")

@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from .. import __version__
@@ -22,6 +23,7 @@ COMMANDS = ("build", "dataset", "layers", "dissect", "ablate", "gan", "render", 
             "archive", "verify", "demo")
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
 
 
 def _available_commands() -> list:
@@ -84,13 +86,20 @@ def reproducing_command(command: str, args: argparse.Namespace,
     negated = negated or {}
     words = ["unitdissect", command]
     for name, value in vars(args).items():
-        if name in ("run", "command", "debug") or value is None:
+        if name in ("run", "command", "debug", "force") or value is None:
             continue
         if name in negated:
             words += [] if value else [negated[name]]
         else:
             words += [f"--{name.replace('_', '-')}", str(value)]
     return words
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file=None, line: str | None = None) -> None:  # noqa: ANN001
+    """A library's warning (torch's, Pillow's) as one line, like the project's own."""
+    text = (str(message).strip().splitlines() or [category.__name__])[0]
+    print(f"unitdissect: warning: {text} ({category.__name__})", file=file or sys.stderr)
 
 
 def _error(message: str, hint: str | None = None) -> None:
@@ -114,6 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             not any(a in ("-h", "--help", "--version") for a in argv[lead:lead + 1]):
         argv.insert(lead, "build")  # no command: the main job, `unitdissect build`
     args = parser.parse_args(argv)
+    shown = warnings.showwarning
+    if not args.debug:
+        warnings.showwarning = _one_line_warning
+    try:
+        return _run(args)
+    finally:
+        warnings.showwarning = shown
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; turn what it raises into one line and an exit code."""
     try:
         return int(args.run(args) or 0)
     except UnitDissectError as e:
@@ -125,9 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error("interrupted; rerun the same command to resume")
         return 130
     except Exception as e:
-        cause = storage_cause(e)
-        if cause is None or args.debug:
+        if args.debug:
             raise
-        problem = storage_error(cause)  # a write outside builder.io: a full disk, say
-        _error(str(problem), problem.hint)
-        return EXIT_USER_ERROR
+        cause = storage_cause(e)
+        if cause is not None:
+            problem = storage_error(cause)  # a write outside builder.io: a full disk, say
+            _error(str(problem), problem.hint)
+            return EXIT_USER_ERROR
+        # the last resort: an input no check caught yet, or a bug; never a wall of traceback
+        first = (str(e).strip().splitlines() or [""])[0]
+        _error(f"{type(e).__name__}: {first}" if first else type(e).__name__,
+               "run with --debug for the traceback (and report it if the input was right)")
+        return EXIT_INTERNAL_ERROR

@@ -59,7 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     """Build the dataset and print where it is and what was skipped."""
     from ..datasets import build_dataset, default_build_options, open_sources
+    from ..paths import output_folder
 
+    if args.out:
+        output_folder(args.out, dataset=True)
     options = {"segmenter": args.segmenter} if args.segmenter else {}
     sources = open_sources(args.sources, **options)
     opts = default_build_options(sources, image_size=args.image_size,
@@ -102,6 +105,8 @@ def run_export(args: argparse.Namespace) -> int:
     """Export the dataset (Broden layout)."""
     from ..datasets.export import export_broden
     from ..datasets.probe import ProbeSet
+    from ..paths import output_folder
 
+    output_folder(args.out)
     print(export_broden(ProbeSet(args.path), args.out))
     return 0

@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, metavar="SPEC",
                    help="toyworld, broden:PATH, hf:NAME, or a concept dataset folder")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run directory")
+    p.add_argument("--force", action="store_true",
+                   help="replace a run of another model at --out whole (without it, such a "
+                        "run is refused; a run of the same model is resumed or extended)")
     p.add_argument("--method", default="unitdissect", metavar="unitdissect|netdissect|pnas",
                    help="preset of the method's choices (docs/method.md, section 8): "
                    "unitdissect (default: this project's), netdissect (NetDissect-Lite's: "
@@ -141,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, weights=args.weights, seed=args.seed, device=str(device))
     probe = resolve_probe_set(args.dataset, progress=progress)
     out = dissect(model, layers, probe, args.out, options, progress=progress,
-                  dataset_spec=args.dataset,
+                  dataset_spec=args.dataset, replace=args.force,
                   command=reproducing_command(
                       "dissect", args, {"category_aware": "--no-category-aware"}))
     for name in layers:

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="generated samples (sample i always comes from the same latent; "
                    "default 1000)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run directory")
+    p.add_argument("--force", action="store_true",
+                   help="replace a run of another generator at --out whole (without it, such "
+                        "a run is refused)")
     p.add_argument("--seed", type=seed_arg, default=0, metavar="N",
                    help="latent seed (and random initialisation without weights; default 0)")
     p.add_argument("--latent-dim", type=int, metavar="N",
@@ -169,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         truncation_psi=args.truncation_psi, truncation_mean=args.truncation_mean,
         segmenter_weights=args.segmenter_weights)
     out = run_gan(args.model, layers, args.segmenter, args.samples, args.out,
-                  options, progress=sys.stderr.isatty(),
+                  options, progress=sys.stderr.isatty(), replace=args.force,
                   command=reproducing_command("gan", args, {"insertion": "--no-insertion"}))
     for layer in layers:
         folder = out / "generator" / layer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from pathlib import Path
 
@@ -96,8 +97,15 @@ def render_sample(probe: ProbeSet, index: int, scale: int = 2) -> Image.Image:
 
 
 def save_sample(probe: ProbeSet, index: int, out: Path) -> Path:
-    """Write ``render_sample`` to ``out`` (PNG)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    render_sample(probe, index).save(out)
-    return out
+    """Write ``render_sample`` to ``out`` (PNG, or the image type its suffix names)."""
+    from ..io import write_bytes
+    from ..paths import output_file
+
+    out = output_file(out)
+    kind = Image.registered_extensions().get(out.suffix.lower())
+    if kind is None:
+        raise ConfigError(f"--out {out}: {out.suffix or 'no suffix'} is not an image type",
+                          hint="name a .png (or .jpg) file")
+    buffer = io.BytesIO()
+    render_sample(probe, index).convert("RGB").save(buffer, kind)
+    return write_bytes(out, buffer.getvalue())

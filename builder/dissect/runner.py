@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from ..lock import hold_folder
 from .cache import ActivationCache, batch_bytes, disk_room
 from .iou import IoUCounts, Upsampler, dedupe_image_labels, dedupe_labels, label_units, \
     summarize_layer
-from ..paths import portable_spec, portable_text, run_relative
+from ..paths import output_folder, portable_spec, portable_text, run_relative
 from .manifest import (FORMAT, FORMAT_VERSION, machine_info, model_record, skipped_record,
                        software_versions, utc_now, warn_random_weights)
 from .method import padding_of, resolve_method
@@ -224,6 +225,7 @@ class _LayerWork:
             units, options.quantile, capacity, options.seed, device, expected_count=self.total)
         self.range = ValueRange(units, device)
         self.nonfinite = 0
+        self.nonfinite_units = np.zeros(units, dtype=np.int64)  # NaN/Inf values per unit
         self.thresholds: torch.Tensor | None = None
         self.exact: bool | None = None
         self.iou: IoUCounts | None = None
@@ -278,7 +280,9 @@ class _LayerWork:
         excluded = None if bad is None else self.qup(bad.float()).flatten(2) > 0
         if stage == _FORWARD:
             if bad is not None:
-                self.nonfinite += int(bad.sum())
+                per_unit = bad.sum((0, 2, 3)).cpu().numpy().astype(np.int64)
+                self.nonfinite += int(per_unit.sum())
+                self.nonfinite_units += per_unit
             self.range.add(maps, bad)
             if self.search is not None:
                 self.search.add_bounds(maps, excluded)
@@ -336,6 +340,7 @@ class _LayerWork:
         return {"shape": list(self.shape), "capacity": self.capacity,
                 "exact_capacity": self.exact_capacity, "strategy": self.strategy,
                 "nonfinite": self.nonfinite, "exact": self.exact,
+                "nonfinite_units": torch.from_numpy(self.nonfinite_units.copy()),
                 "thresholds": None if self.thresholds is None else self.thresholds.cpu(),
                 **{k: (None if getattr(self, k) is None else getattr(self, k).state_dict())
                    for k in self._STATS}}
@@ -346,6 +351,8 @@ class _LayerWork:
         work = cls(name, state["shape"], int(state["capacity"]), bool(state["exact_capacity"]),
                    state["strategy"] == "search", ctx)
         work.nonfinite, work.exact = int(state["nonfinite"]), state["exact"]
+        if state.get("nonfinite_units") is not None:
+            work.nonfinite_units = state["nonfinite_units"].numpy().astype(np.int64)
         device = ctx.device
         if state["thresholds"] is not None:
             work.thresholds = state["thresholds"].to(device)
@@ -362,6 +369,9 @@ class _LayerWork:
         return {
             "shape": list(self.shape),
             "nonfinite": self.nonfinite,
+            **({"nonfinite_units": {str(u): int(self.nonfinite_units[u])
+                                    for u in np.flatnonzero(self.nonfinite_units)}}
+               if self.nonfinite else {}),
             "quantile_method": "exact" if self.exact else "sampled",
             "quantile_strategy": self.strategy,
             **({"quantile_search_sweeps": self.search.rounds} if self.search is not None else {
@@ -506,8 +516,12 @@ def _load_checkpoint(path: Path, fp: str) -> dict[str, Any] | None:
 
 def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path,
             options: DissectOptions | None = None, progress: bool = True, *,
-            dataset_spec: str | None = None, command: Sequence[str] | None = None) -> Path:
-    """Dissect ``layers`` of a LoadedModel over ``probe``; write (or resume) the run at ``out``."""
+            dataset_spec: str | None = None, command: Sequence[str] | None = None,
+            replace: bool = False) -> Path:
+    """Dissect ``layers`` of a LoadedModel over ``probe``; write (or resume) the run at ``out``.
+
+    A run of another model (other weights) at ``out`` is refused, or with ``replace``
+    removed whole first, so that no page ever shows two models' layers as one run."""
     from ..models import resolve_layers
 
     options = options or DissectOptions()
@@ -519,7 +533,7 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
         if not _SAFE_LAYER.fullmatch(name) or ".." in name:
             raise ConfigError(f"layer name {name!r} cannot be used as a folder name")
     mean, std = normalisation(options, model)
-    out = Path(out)
+    out = output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     indices = np.asarray(probe.split_indices(options.split), dtype=np.int64)
     if indices.size == 0:
@@ -545,6 +559,7 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
             "options": {**result_options, "mean": mean, "std": std}, "device": device.type}
     fps = {name: fingerprint(base, name) for name in layers}
     with hold_folder(out, f"the run directory {out}"):  # one writer at a time
+        _claim_run(out, model, replace)
         todo = [name for name in layers if not _layer_done(out / "layers" / name, fps[name])]
         stats = _previous_stats(out)
         started = time.perf_counter()
@@ -589,6 +604,36 @@ def dissect(model: Any, layers: Sequence[str] | str, probe: Any, out: str | Path
         except OSError:
             pass
         return out
+
+
+#: What a run directory holds (``replace`` removes these, nothing else of the folder).
+RUN_ENTRIES = ("manifest.json", "concepts.csv", "layers", "checkpoints", "ablation",
+               "generator")
+
+
+def _claim_run(out: Path, model: Any, replace: bool) -> None:
+    """Refuse (or, with ``replace``, empty) a run directory that holds another model's run."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        previous = manifest["model"]
+        if manifest.get("format") != FORMAT:
+            return
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no finished run here (or not ours): nothing to mix with
+    if previous.get("weights_sha256") in (None, model.weights_sha256):
+        return
+    if not replace:
+        raise ConfigError(
+            f"{out} holds a run of {previous.get('spec')!r} with other weights; refusing to "
+            f"add the layers of {model.spec!r} to it", hint="choose another --out, or --force to "
+            "replace that run whole")
+    log.warning("replacing the run of %s in %s", previous.get("spec"), out)
+    for name in RUN_ENTRIES:
+        entry = out / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
 
 
 def _previous_stats(out: Path) -> dict[str, Any]:
@@ -734,4 +779,18 @@ def _dissect_group(module: torch.nn.Module, layers: list[str], probe: Any, indic
         works[name].write(out / "layers" / name, fps[name])
         stats[name] = {**works[name].stats(), "seconds": round(total, 3),
                        "stage_seconds": dict(timing)}
+        _warn_nonfinite(name, works[name].nonfinite_units)
     return stats
+
+
+def _warn_nonfinite(layer: str, per_unit: np.ndarray) -> None:
+    """Name the units whose activations held NaN or Inf: those values were left out of
+    their thresholds and IoU (a unit with no finite value detects nothing)."""
+    units = np.flatnonzero(per_unit)
+    if units.size == 0:
+        return
+    shown = ", ".join(str(u) for u in units[:10]) + (", ..." if units.size > 10 else "")
+    log.warning("layer %s: %d of %d units gave NaN or Inf activations (%s values in all; "
+                "units %s); those values are left out of thresholds and IoU, counted per unit "
+                "in the manifest (stats.layers.%s.nonfinite_units)", layer, units.size,
+                per_unit.size, f"{int(per_unit.sum()):,}", shown, layer)

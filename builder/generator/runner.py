@@ -27,7 +27,7 @@ import torch
 from .. import io as atomic
 from ..dissect.manifest import (machine_info, model_record, software_versions, utc_now,
                                 warn_random_weights)
-from ..paths import portable_path, portable_text, run_relative
+from ..paths import output_folder, portable_path, portable_text, run_relative
 from ..errors import ConfigError
 from ..lock import hold_folder
 from ..fingerprint import fingerprint
@@ -194,9 +194,10 @@ def _num(value: float) -> str:
 
 def run_gan(model: str | Any, layers: Sequence[str] | str, segmenter: str | Any, samples: int,
             out: str | Path, options: GanOptions | None = None, progress: bool = True, *,
-            command: Sequence[str] | None = None) -> Path:
+            command: Sequence[str] | None = None, replace: bool = False) -> Path:
     """Dissect ``layers`` of a generator over ``samples`` segmented samples, ablate and insert
-    its concepts; write (or complete) the run directory ``out``; return ``out``."""
+    its concepts; write (or complete) the run directory ``out``; return ``out``. A run of
+    another generator at ``out`` is refused (``replace``: removed whole first)."""
     from ..dissect.runner import DissectOptions, dissect, resolve_device
     from ..models import demo_registry  # noqa: F401 - registers demo:generator
     from ..models import resolve_layers
@@ -213,10 +214,11 @@ def run_gan(model: str | Any, layers: Sequence[str] | str, segmenter: str | Any,
     layers = resolve_layers(generator.module, [layers] if isinstance(layers, str) else layers)
     seg = resolve_segmenter(segmenter, device=str(device)) if not isinstance(segmenter, str) \
         else _segmenter_from_spec(segmenter, options.segmenter_weights, device, options.seed)
-    with torch.no_grad():
-        image_size = int(generator.generate(generator.latents([0])).shape[-1])
+    image_size = _image_size(generator, model)
     labeller = Labeller(seg, options.mask_size or image_size)
-    out = Path(out)
+    out = output_folder(out)
+    if options.cache_dir is not None:
+        output_folder(options.cache_dir, "--cache-dir")
     with hold_folder(out, f"the run directory {out}"):  # one writer at a time
         probe = SampleProbe(generator, labeller, samples, options.cache_dir,
                             batch_size=options.batch_size, progress=progress)
@@ -224,7 +226,8 @@ def run_gan(model: str | Any, layers: Sequence[str] | str, segmenter: str | Any,
                 DissectOptions(quantile=options.quantile, iou_threshold=options.iou_threshold,
                                batch_size=options.batch_size, device=options.device,
                                topk=options.topk, seed=options.seed),
-                progress=progress, dataset_spec=f"samples:{probe.path}", command=command)
+                progress=progress, dataset_spec=f"samples:{probe.path}", command=command,
+                replace=replace)
         run_manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
         concepts, top = _choose_concepts(probe, options)
         results = {}
@@ -262,6 +265,24 @@ def run_gan(model: str | Any, layers: Sequence[str] | str, segmenter: str | Any,
             "machine": machine_info(device),
         })
         return out
+
+
+def _image_size(generator: Generator, model: str | Any) -> int:
+    """The size of the generator's images, from one sample; a model that is not a generator
+    (a classifier, say) fails here, in one line."""
+    z = generator.latents([0])
+    try:
+        with torch.no_grad():
+            return int(generator.generate(z).shape[-1])
+    except ConfigError:
+        raise
+    except (RuntimeError, TypeError, ValueError, IndexError) as e:
+        name = model if isinstance(model, str) else type(generator.module).__name__
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{name} is not a generator: it fails on latents of shape "
+                          f"{list(z.shape)} ({first})",
+                          hint="a generator spec names a model from latents to images; "
+                               "--latent-dim sets the latent size") from None
 
 
 def _segmenter_from_spec(spec: str, weights: str | None, device: torch.device, seed: int

@@ -234,7 +234,7 @@ def run_ablation(model: Any, layer: str, probe: Any, out: str | Path,
     """
     from ..dissect.manifest import (machine_info, model_record, skipped_record,
                                     software_versions, utc_now, warn_random_weights)
-    from ..paths import portable_spec, portable_text, run_relative
+    from ..paths import output_folder, portable_spec, portable_text, run_relative
     from ..dissect.runner import resolve_device
     from ..models import resolve_layers
 
@@ -265,7 +265,7 @@ def run_ablation(model: Any, layer: str, probe: Any, out: str | Path,
     remap[keep] = np.arange(keep.size)
     left_out = [full.names[i] for i in range(len(full)) if i not in set(keep.tolist())]
 
-    run_dir = Path(out)
+    run_dir = output_folder(out)
     folder = run_dir / "ablation" / layer
     folder.mkdir(parents=True, exist_ok=True)
     with hold_folder(run_dir, f"the run directory {run_dir}"):  # one writer at a time

@@ -125,6 +125,11 @@ def parse_spec(spec: str) -> ModelSpec:
     if ":" not in head:
         raise SpecError(f"malformed model spec {text!r}", hint=_bare_name_hint(head))
     target, _, attr = head.rpartition(":")
+    kind = head.partition(":")[0]
+    if kind in ("progan", "stylegan2"):  # a generator checkpoint given where a model goes
+        raise SpecError(f"model spec {text!r}: {kind}: names a generator checkpoint",
+                        hint="dissect a generator with `unitdissect gan --model "
+                             f"{text}` (or a [[gan]] entry of a workspace)")
     if not _DOTTED.fullmatch(attr):
         raise SpecError(
             f"malformed model spec {text!r}: {attr!r} is not a Python name",

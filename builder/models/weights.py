@@ -76,8 +76,8 @@ def read_checkpoint(path: str | Path, safe_globals: Iterable[type] = (),
     """
     path = Path(path)
     if not path.is_file():
-        what = "a folder, not a file" if path.is_dir() else "no such file"
-        raise WeightsError(f"weights file {path}: {what}")
+        what = " (a folder, not a file)" if path.is_dir() else ""
+        raise WeightsError(f"weights file not found: {path}{what}")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         return _read_safetensors(path)

@@ -40,6 +40,7 @@ from .. import __version__
 from ..errors import ArchiveError, ConfigError
 from ..io import atomic_open
 from ..lock import LOCK_NAME, hold_folder
+from ..paths import output_file
 from .config import CONFIG_NAME, DEMO_CONFIG, WorkspaceConfig, load_config, parse_config
 from .confine import (archive_path, carried_inputs, check_confined, check_trusted, code_specs,
                       has_control_characters, problem, working_directory)
@@ -232,15 +233,22 @@ def create_archive(workspace: str | Path = ".", out: str | Path | None = None) -
     if site.resolve() in (workspace.resolve(), *workspace.resolve().parents):
         raise ArchiveError(f"[site] out = {site_out!r} is the workspace itself or contains it; "
                            "give the site its own folder")
+    # an archive carries the workspace's own files only: never a folder elsewhere (a private
+    # one, say) that the config happens to name as its site
+    packed_site = workspace.resolve() in site.resolve().parents and site.is_dir()
+    if workspace.resolve() not in site.resolve().parents:
+        logger.warning("[site] out = %r lies outside the workspace: the archive leaves the "
+                       "site out (build it inside the workspace to archive it)", site_out)
+    output_file(out, example="archive.tar.gz")
     with hold_folder(workspace, f"the workspace {workspace}"):  # no build writes meanwhile
         members: list[tuple[str, Path]] = []
         if (workspace / CONFIG_NAME).is_file():
             members.append((CONFIG_NAME, workspace / CONFIG_NAME))
         skip = out.resolve()
         members += _walk(runs, PurePosixPath("runs"), skip)
-        if site.is_dir():
+        if packed_site:
             members += _walk(site, PurePosixPath("site"), skip)
-        else:
+        elif workspace.resolve() in site.resolve().parents:
             logger.warning("no site folder %s: the archive has no site/", site)
         inputs = _inputs(workspace, config, dict(members), skip)
         taken = {rel for rel, _ in members}
@@ -264,7 +272,7 @@ def create_archive(workspace: str | Path = ".", out: str | Path | None = None) -
                 "format": ARCHIVE_FORMAT, "format_version": ARCHIVE_FORMAT_VERSION,
                 "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "unitdissect": __version__,
                 "config": CONFIG_NAME if CONFIG_NAME in files else None,
-                "site": "site" if site.is_dir() else None, "site_out": site_out,
+                "site": "site" if packed_site else None, "site_out": site_out,
                 "inputs": sorted(rel for rel, _ in inputs),
                 "excluded": ["data/", "runs/*/checkpoints/"],
                 "files": files,

@@ -82,7 +82,8 @@ def _source_paths(index: int, spec: str) -> list[NamedPath]:
     if kind == "toyworld":
         return []
     if colon and kind in ("broden", "images"):
-        return [NamedPath(key, spec, rest, "input")] if rest else []
+        folder = rest.partition("?")[0] if kind == "images" else rest  # images:DIR?max_pixels=N
+        return [NamedPath(key, spec, folder, "input")] if folder else []
     if colon and kind == "hf":
         query = rest.partition("?")[2]
         return [NamedPath(key, spec, value, "input")

@@ -139,6 +139,9 @@ def _source_spec(root: Path, spec: str) -> str:
     from urllib.parse import parse_qsl, urlencode
 
     kind, colon, rest = spec.partition(":")
+    if colon and kind == "images" and "?" in rest:  # images:DIR?max_pixels=N
+        folder, _, query = rest.partition("?")
+        return f"images:{_local(root, folder)}?{query}"
     if colon and kind in ("broden", "images") and rest:
         return f"{kind}:{_local(root, rest)}"
     if colon and kind == "hf" and "?" in rest:
@@ -688,7 +691,8 @@ def _dissect_stage(ctx: _Build, entry) -> Path:
         **model_record(model), "spec": entry.model, "seed": config.seed, "layers": entry.layers}
 
     def work() -> str:
-        dissect(model, entry.layers, ctx.probe, out, opts, progress=ctx.progress,
+        # the config owns runs/<name>: a run of the model it named before is replaced whole
+        dissect(model, entry.layers, ctx.probe, out, opts, progress=ctx.progress, replace=True,
                 dataset_spec=",".join(config.dataset.sources),
                 command=["unitdissect", "build"])
         return f"{len(entry.layers)} layers of {entry.model}"
@@ -771,7 +775,7 @@ def _gan_stage(ctx: _Build, entry) -> Path:
             for layer in entry.layers:
                 (out / "generator" / layer / "summary.json").unlink(missing_ok=True)
         run_gan(generator, entry.layers, segmenter, entry.samples, out, opts,
-                progress=ctx.progress, command=["unitdissect", "build"])
+                progress=ctx.progress, command=["unitdissect", "build"], replace=True)
         found = json.loads((out / "generator" / "manifest.json").read_text(encoding="utf-8"))
         return (f"{entry.samples} samples, {len(entry.layers)} layers, "
                 f"{len(found['concepts'])} concepts")
