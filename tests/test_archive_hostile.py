@@ -528,3 +528,13 @@ def test_own_model_workspace_builds_archives_and_reruns_with_trust(tmp_path, mon
     assert report.rerun == [] and report.rerun_files == 2  # units.csv and iou.npy
     assert snapshot(tmp_path) == before and list(scratch.iterdir()) == []
     assert os.getcwd() == str(scratch)
+
+
+def test_rerun_refuses_a_dataset_segmenter_folder_outside(tmp_path, scratch):
+    """``[dataset] segmenter = "hf:PATH"`` (it labels ``images:`` sources) is a folder too."""
+    text = ('name = "h"\n[dataset]\nsources = ["images:photos"]\nsegmenter = "hf:../seg"\n'
+            '[[dissect]]\nname = "c"\nmodel = "demo:classifier"\nlayers = ["features.conv5_3"]\n')
+    archive = archive_of(tmp_path, text)
+    refused(lambda: A.verify_archive(archive, rerun=True),
+            "[dataset] segmenter = 'hf:../seg'", "leaves the workspace")
+    assert list(scratch.iterdir()) == []

@@ -14,11 +14,14 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``build`` command (also what ``unitdissect`` runs with no command)."""
     p = subparsers.add_parser(
-        "build", help="dataset -> dissect -> ablate -> render for a workspace (the demo by "
-        "default)",
-        description="Run every stage of the workspace's unitdissect.toml (the demo: the toy "
-        "world and the demo classifier, when there is no config), each stage cached by a "
-        "fingerprint of its inputs. Writes ./data, ./runs/<name>/ and ./site.")
+        "build", help="dataset -> dissect -> ablate -> gan -> render for a workspace (the demo "
+        "by default)",
+        description="Run every stage of the workspace's unitdissect.toml (the demo, when there "
+        "is no config: the toy world, the demo classifier dissected and ablated, the demo "
+        "generator dissected, ablated and edited), each stage cached by a fingerprint of its "
+        "inputs: dataset, dissect ([[dissect]]), ablate ([[ablate]]), gan ([[gan]]: a "
+        "generator over its own segmented samples), render. Writes ./data, ./runs/<name>/ and "
+        "./site.")
     p.add_argument("--workspace", default=".", metavar="DIR",
                    help="the workspace folder (default: the current folder)")
     p.add_argument("--dry-run", action="store_true",

@@ -107,6 +107,8 @@ def named_paths(config: WorkspaceConfig) -> list[NamedPath]:
     found: list[NamedPath] = []
     for i, spec in enumerate(config.dataset.sources):
         found += _source_paths(i, spec)
+    if config.dataset.segmenter:  # labels images: sources; hf:PATH is a local folder
+        found += _segmenter_paths("[dataset] segmenter", config.dataset.segmenter, "")
     for d in config.dissect:
         found.append(NamedPath("[[dissect]] name", d.name, d.name, "name", entry=d.name))
         found += _model_paths("[[dissect]] model", d.model, d.name)
