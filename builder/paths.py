@@ -13,6 +13,8 @@ import re
 from pathlib import Path, PurePath
 from typing import Any
 
+from .errors import ConfigError
+
 __all__ = ["output_file", "output_folder", "portable_path", "portable_spec", "portable_text",
            "portable_tree", "run_relative"]
 
@@ -85,8 +87,6 @@ def output_folder(path: str | os.PathLike, option: str = "--out",
     """``path`` as a folder a command may write into: refused in one line when it is a file
     (``/dev/null`` included), lies inside one, or is a concept dataset (unless ``dataset``:
     the command writes datasets)."""
-    from .errors import ConfigError
-
     folder = Path(path)
     hint = f"choose a folder for {option}"
     if folder.exists() and not folder.is_dir():
@@ -103,8 +103,6 @@ def output_folder(path: str | os.PathLike, option: str = "--out",
 def output_file(path: str | os.PathLike, option: str = "--out", example: str = "out") -> Path:
     """``path`` as a file a command may write: refused in one line when it is a folder or lies
     inside a file."""
-    from .errors import ConfigError
-
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"{option} {target}: is a folder; give the file's name",

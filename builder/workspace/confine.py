@@ -22,8 +22,8 @@ from ..errors import ConfigError, SpecError
 from .config import WorkspaceConfig
 
 __all__ = ["NamedPath", "named_paths", "has_control_characters", "problem", "path_problems",
-           "code_specs", "check_confined", "check_trusted", "carried_inputs", "archive_path",
-           "working_directory"]
+           "code_specs", "imports_python", "model_label", "check_confined", "check_trusted",
+           "carried_inputs", "archive_path", "working_directory"]
 
 #: Options of ``hf:NAME?...`` dataset specs that name a local file or folder (``repo`` too:
 #: ``datasets.load_dataset`` reads a local folder of that name when there is one).
@@ -200,20 +200,28 @@ def code_specs(config: WorkspaceConfig) -> list[str]:
     (``file.py:CALLABLE``, ``module:CALLABLE``, a segmenter of any other form than ``demo:``,
     ``torchvision:`` and ``hf:``); those, and the checkpoint adapters (``progan:``,
     ``stylegan2:``), load data with unitdissect's own code."""
-    found = []
-    for key, spec, entry, generator in (
-            [("[[dissect]] model", d.model, d.name, False) for d in config.dissect]
-            + [("[[gan]] model", g.model, g.name, True) for g in config.gan]):
-        kind, colon, target = spec.partition(":")
-        if generator and colon and kind in ("progan", "stylegan2"):
-            continue
-        if _parse_model(key, spec, entry).source in ("file", "module"):
-            found.append(NamedPath(key, spec, "", "input", entry=entry).label())
+    found = [model_label(key, spec, entry) for key, spec, entry, generator in (
+                 [("[[dissect]] model", d.model, d.name, False) for d in config.dissect]
+                 + [("[[gan]] model", g.model, g.name, True) for g in config.gan])
+             if imports_python(key, spec, entry, generator)]
     for g in config.gan:
         if not g.segmenter.startswith(_DATA_SEGMENTERS):
-            found.append(NamedPath("[[gan]] segmenter", g.segmenter, "", "input",
-                                   entry=g.name).label())
+            found.append(model_label("[[gan]] segmenter", g.segmenter, g.name))
     return found
+
+
+def imports_python(key: str, spec: str, entry: str, generator: bool = False) -> bool:
+    """Whether loading the model ``spec`` (of config ``key``) imports Python; the checkpoint
+    adapters of generators (``progan:``, ``stylegan2:``) read tensors only."""
+    kind, colon, _ = spec.partition(":")
+    if generator and colon and kind in ("progan", "stylegan2"):
+        return False
+    return _parse_model(key, spec, entry).source in ("file", "module")
+
+
+def model_label(key: str, spec: str, entry: str) -> str:
+    """``KEY = 'SPEC' (entry 'NAME')``, as messages name a model spec."""
+    return NamedPath(key, spec, "", "input", entry=entry).label()
 
 
 def check_confined(config: WorkspaceConfig, root: str | Path | None, what: str) -> None:

@@ -261,7 +261,6 @@ def dry_run(config: WorkspaceConfig, workspace: Path | None = None) -> DryRunRep
     """
     from ..datasets import default_build_options
     from ..models import demo_registry  # noqa: F401 - registers the demo models
-    from ..models import load_model, resolve_layers
 
     if workspace is None:
         workspace = config.path.parent if config.path else Path.cwd()
@@ -283,12 +282,8 @@ def dry_run(config: WorkspaceConfig, workspace: Path | None = None) -> DryRunRep
     for entry in config.gan:
         _check_generator(workspace, config, entry, report)
     for entry in config.dissect:
-        code = _code_spec("dissect", entry)
-        if code:
-            _check_code_spec(workspace, entry.model, code, report)
-        else:
-            model = load_model(_model_spec(workspace, entry.model), seed=config.seed)
-            resolve_layers(model.module, entry.layers)
+        model = _checked_model(workspace, config, "dissect", entry, report)
+        if model is not None:
             models[entry.name] = model
             shipped = " (shipped weights)" if model.weights is not None else ""
             report.checked.append(f"{entry.name}: {entry.model}{shipped}, layers "
@@ -330,12 +325,20 @@ def check_machine(config: WorkspaceConfig) -> None:
                           f"{why}", hint="set device = \"auto\" or \"cpu\"") from None
 
 
-def _code_spec(section: str, entry) -> str | None:
-    """``code_specs``' line for the entry's model when loading it would import Python."""
-    from .confine import code_specs
+def _checked_model(root: Path, config: WorkspaceConfig, section: str, entry,
+                   report: DryRunReport) -> Any:
+    """The entry's model with its layers checked, or None when loading it would import
+    Python: then only what can be checked without importing it is (``_check_code_spec``)."""
+    from ..models import load_model, resolve_layers
+    from .confine import imports_python, model_label
 
-    lines = code_specs(WorkspaceConfig(**{section: [entry]}))
-    return next((line for line in lines if line.startswith(f"[[{section}]] model")), None)
+    key = f"[[{section}]] model"
+    if imports_python(key, entry.model, entry.name, generator=section == "gan"):
+        _check_code_spec(root, entry.model, model_label(key, entry.model, entry.name), report)
+        return None
+    model = load_model(_model_spec(root, entry.model), seed=config.seed)
+    resolve_layers(model.module, entry.layers)
+    return model
 
 
 def _check_code_spec(root: Path, text: str, label: str, report: DryRunReport) -> None:
@@ -463,17 +466,12 @@ def _check_generator(root: Path, config: WorkspaceConfig, entry, report: DryRunR
     a checkpoint adapter (``progan:FILE``, ``stylegan2:FILE``) is built from its file when the
     file is here, else only parsed (``progan:`` layer names checked by their pattern)."""
     from ..errors import SpecError
-    from ..models import load_model, resolve_layers
+    from ..models import resolve_layers
 
     kind, colon, target = entry.model.partition(":")
     where = f"{entry.name}: {entry.model}"
     if not (colon and kind in ("progan", "stylegan2")):
-        code = _code_spec("gan", entry)
-        if code:
-            _check_code_spec(root, entry.model, code, report)
-        else:
-            model = load_model(_model_spec(root, entry.model), seed=config.seed)
-            resolve_layers(model.module, entry.layers)
+        if _checked_model(root, config, "gan", entry, report) is not None:
             report.checked.append(f"{where}, layers {', '.join(entry.layers)}")
         if entry.weights and not _local(root, entry.weights).is_file():
             report.needs.append(f"{entry.name}: the weights file {_local(root, entry.weights)}")
@@ -585,7 +583,6 @@ def _build(workspace: Path, config: WorkspaceConfig, force: bool, progress: bool
     from ..io import write_json
     from ..models import demo_registry  # noqa: F401 - registers the demo models
 
-    workspace = Path(workspace).resolve()
     # before anything runs: a cuda device on a machine without one, images nothing labels
     check_machine(config)
     if config.dissect:

@@ -394,8 +394,8 @@ class BrodenSource:
         ih, iw = self._int(row, "ih", where), self._int(row, "iw", where)
         if (ih is not None and image.shape[0] != ih) or (iw is not None and
                                                           image.shape[1] != iw):
-            raise BadSampleError(f"{where}: image {printable(row['image'].strip())} is {image.shape[1]}x"
-                                 f"{image.shape[0]}, index.csv says {iw}x{ih}")
+            raise BadSampleError(f"{where}: image {printable(row['image'].strip())} is "
+                                 f"{image.shape[1]}x{image.shape[0]}, index.csv says {iw}x{ih}")
         sh, sw = self._int(row, "sh", where), self._int(row, "sw", where)
         pixel: dict[str, list[np.ndarray]] = {}
         image_labels: dict[str, list[int]] = {}
